@@ -1,0 +1,270 @@
+//! The crawl configuration: one TOML file, overridable key by key from the command line.
+//!
+//! It owns the schema (every section's defaults live with the module that uses them) and
+//! the merge order: defaults < `--config FILE` < `--set KEY=VALUE` < dedicated flags. It
+//! turns every bad value into one line naming the key and the fix. It must not act on the
+//! configuration.
+
+use crate::fetch::FetchConfig;
+use crate::normalize::NormalizeConfig;
+use crate::plugin::Limits;
+use crate::politeness::PolitenessConfig;
+use crate::sink::Format;
+use anyhow::{Result, anyhow, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrawlConfig {
+    /// Seed URLs. When empty, the plugins' manifest seeds are used.
+    pub seeds: Vec<String>,
+    /// A file with one seed URL per line (`#` comments allowed).
+    pub seeds_file: Option<PathBuf>,
+    /// Plugin files or folders of `*.wasm`.
+    pub plugin_paths: Vec<PathBuf>,
+    /// Crawl state (frontier, dedup, resume). Running again on it resumes.
+    pub state: PathBuf,
+    /// Items file; "-" is stdout (not resumable). Default: STATE/items.jsonl (or .csv).
+    pub output: Option<PathBuf>,
+    pub format: Format,
+    /// Where `download` links are saved. Default: STATE/files.
+    pub files_dir: Option<PathBuf>,
+    /// Follow `<a href>` links on pages no plugin claims.
+    pub follow_unclaimed: bool,
+    /// Progress line on a terminal (plain periodic log lines otherwise).
+    pub progress: bool,
+    /// Seconds between plain progress log lines when not on a terminal.
+    pub progress_interval_s: u64,
+    /// Seconds between durability checkpoints (fsync of items, flush of the frontier).
+    pub checkpoint_interval_s: u64,
+    /// Where compiled plugins are cached. Default: $XDG_CACHE_HOME/sandcrawl or ~/.cache/sandcrawl.
+    pub cache_dir: Option<PathBuf>,
+    pub scope: ScopeConfig,
+    pub normalize: NormalizeConfig,
+    pub politeness: PolitenessConfig,
+    pub fetch: FetchConfig,
+    pub limits: Limits,
+    /// Per-plugin settings, by manifest name: `[plugins.NAME]`.
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for CrawlConfig {
+    fn default() -> Self {
+        CrawlConfig {
+            seeds: Vec::new(),
+            seeds_file: None,
+            plugin_paths: Vec::new(),
+            state: PathBuf::from("sandcrawl-state"),
+            output: None,
+            format: Format::Jsonl,
+            files_dir: None,
+            follow_unclaimed: true,
+            progress: true,
+            progress_interval_s: 10,
+            checkpoint_interval_s: 5,
+            cache_dir: None,
+            scope: ScopeConfig::default(),
+            normalize: NormalizeConfig::default(),
+            politeness: PolitenessConfig::default(),
+            fetch: FetchConfig::default(),
+            limits: Limits::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// Hosts the crawl may visit; a domain also admits its subdomains. Empty: the seeds' hosts.
+    pub allowed_domains: Vec<String>,
+    /// Regexes; when any is given, a URL must match one.
+    pub allow: Vec<String>,
+    /// Regexes; a URL matching any is never fetched.
+    pub deny: Vec<String>,
+    /// Link hops from the seeds (seeds are depth 0).
+    pub max_depth: Option<u32>,
+    /// Pages fetched in the whole crawl (downloads not counted).
+    pub max_pages: Option<u64>,
+    pub max_pages_per_host: Option<u64>,
+}
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Handed to the plugin's `config()` as JSON.
+    pub config: Option<toml::Value>,
+    /// Replaces the manifest's URL patterns.
+    pub patterns: Option<Vec<String>>,
+    /// Set to false to load the plugin but route nothing to it.
+    pub enabled: Option<bool>,
+}
+
+impl CrawlConfig {
+    /// Merges the config file, `--set` overrides and flag overrides, in that order.
+    pub fn load(file: Option<&Path>, overrides: &[(String, toml::Value)]) -> Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow!(
+                        "cannot read config {}: {e}; check the --config path",
+                        path.display()
+                    )
+                })?;
+                let value: toml::Table = toml::from_str(&text)
+                    .map_err(|e| anyhow!("{}: {}", path.display(), one_line(&e)))?;
+                value
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in overrides {
+            set_path(&mut table, key, value.clone())?;
+        }
+        let shown = file.map_or("settings".to_owned(), |p| p.display().to_string());
+        let cfg: CrawlConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{shown}: {}", one_line(&e)))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values that deserialize but cannot work.
+    pub fn check(&self) -> Result<()> {
+        let p = &self.politeness;
+        if p.concurrency == 0 || p.per_host == 0 {
+            bail!("politeness.concurrency and politeness.per_host must be at least 1");
+        }
+        for (key, list) in [
+            ("scope.allow", &self.scope.allow),
+            ("scope.deny", &self.scope.deny),
+        ] {
+            for re in list {
+                regex::Regex::new(re)
+                    .map_err(|e| anyhow!("{key}: {re:?} is not a valid regex: {}", one_line(&e)))?;
+            }
+        }
+        if self.limits.timeout_ms == 0 || self.limits.memory_mib == 0 {
+            bail!("limits.timeout_ms and limits.memory_mib must be above 0");
+        }
+        if self.fetch.max_redirects > 100 {
+            bail!("fetch.max_redirects must be at most 100");
+        }
+        Ok(())
+    }
+
+    pub fn output_path(&self) -> PathBuf {
+        self.output.clone().unwrap_or_else(|| {
+            self.state.join(match self.format {
+                Format::Jsonl => "items.jsonl",
+                Format::Csv => "items.csv",
+            })
+        })
+    }
+
+    pub fn files_path(&self) -> PathBuf {
+        self.files_dir
+            .clone()
+            .unwrap_or_else(|| self.state.join("files"))
+    }
+
+    pub fn cache_path(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.cache_dir {
+            return Some(d.clone());
+        }
+        default_cache_dir()
+    }
+}
+
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("sandcrawl"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sandcrawl"))
+}
+
+/// Parses `KEY=VALUE` from `--set`. VALUE is TOML (`5`, `true`, `"text"`, `["a","b"]`);
+/// anything that does not parse as TOML is taken as a plain string.
+pub fn parse_set(arg: &str) -> Result<(String, toml::Value)> {
+    let (key, raw) = arg.split_once('=').ok_or_else(|| {
+        anyhow!("--set {arg:?}: expected KEY=VALUE, e.g. --set politeness.delay_ms=250")
+    })?;
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("--set {arg:?}: empty key");
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut cur = table;
+    for part in parts {
+        let entry = cur
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("setting {key}: {part} is not a table"))?;
+    }
+    cur.insert(last.to_owned(), value);
+    Ok(())
+}
+
+/// toml's errors span several lines with a source excerpt; keep the message and the line.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("").trim().to_owned();
+    let rest: Vec<&str> = lines
+        .filter(|l| {
+            !l.trim_start().starts_with('|') && !l.trim_start().starts_with(char::is_numeric)
+        })
+        .collect();
+    let mut out = first;
+    for l in rest {
+        out.push_str("; ");
+        out.push_str(l.trim());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_set_overrides() {
+        let dir = std::env::temp_dir().join(format!("sandcrawl-cfg-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("crawl.toml");
+        std::fs::write(&f, "seeds = [\"http://a/\"]\n[politeness]\ndelay_ms = 100\nper_host = 2\n[plugins.products.config]\ncurrency = \"EUR\"\n").unwrap();
+        let cfg =
+            CrawlConfig::load(Some(&f), &[parse_set("politeness.delay_ms=250").unwrap()]).unwrap();
+        assert_eq!(cfg.politeness.delay_ms, 250);
+        assert_eq!(cfg.politeness.per_host, 2);
+        assert_eq!(cfg.seeds, ["http://a/"]);
+        assert!(cfg.plugins["products"].config.is_some());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_line() {
+        let err = CrawlConfig::load(None, &[parse_set("politeness.dleay_ms=5").unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dleay_ms"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = CrawlConfig::load(None, &[parse_set("scope.deny=[\"(\"]").unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scope.deny"), "{err}");
+        assert!(parse_set("nokey").is_err());
+    }
+}

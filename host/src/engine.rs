@@ -1,0 +1,951 @@
+//! The crawl loop: seeds → frontier → politeness → fetch → route → plugin → sink, and the
+//! commit that ties a page's items and new links together.
+//!
+//! One scheduler task owns the frontier, the sink and politeness (no locks on the hot path);
+//! workers fetch and parse concurrently and send their results back, and the scheduler
+//! commits each page in order: items are written to the sink first, then one frontier batch
+//! marks the page done, queues its links and records the sink's position. The engine owns
+//! scope decisions and retries; it must not know about HTTP details (`fetch`), plugin
+//! internals (`plugin`) or output formats (`sink`).
+
+use crate::config::CrawlConfig;
+use crate::fetch::{Fetcher, Response};
+use crate::frontier::{
+    Frontier, Lease, NewUrl, Outcome, SledFrontier, UrlKind, UrlRecord, UrlState,
+};
+use crate::normalize::{NormalizeConfig, fingerprint, host_key};
+use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
+use crate::politeness::{Feedback, Politeness, parse_retry_after};
+use crate::robots::{self, Robots};
+use crate::sink::{FileSink, FilesStore, Item, PluginRef, Sink};
+use anyhow::{Context as _, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Semaphore, mpsc, watch};
+use url::Url;
+
+/// Which URLs the crawl may visit. Plugins only propose; this decides.
+pub struct Scope {
+    domains: Vec<String>,
+    allow: Option<regex::RegexSet>,
+    deny: Option<regex::RegexSet>,
+    max_depth: Option<u32>,
+}
+
+impl Scope {
+    pub fn new(cfg: &crate::config::ScopeConfig, seeds: &[Url]) -> Result<Self> {
+        let mut domains: Vec<String> = if cfg.allowed_domains.is_empty() {
+            seeds
+                .iter()
+                .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+                .collect()
+        } else {
+            cfg.allowed_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
+                .collect()
+        };
+        domains.sort();
+        domains.dedup();
+        let set = |v: &Vec<String>, key: &str| -> Result<Option<regex::RegexSet>> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            regex::RegexSet::new(v)
+                .map(Some)
+                .map_err(|e| anyhow!("{key}: {e}"))
+        };
+        Ok(Scope {
+            domains,
+            allow: set(&cfg.allow, "scope.allow")?,
+            deny: set(&cfg.deny, "scope.deny")?,
+            max_depth: cfg.max_depth,
+        })
+    }
+
+    /// Host and pattern rules (not depth).
+    pub fn check_url(&self, url: &Url) -> Result<(), &'static str> {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let in_domain = self.domains.iter().any(|d| {
+            host == *d
+                || (host.len() > d.len()
+                    && host.ends_with(d.as_str())
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.')
+        });
+        if !in_domain {
+            return Err("off_domain");
+        }
+        if let Some(deny) = &self.deny {
+            if deny.is_match(url.as_str()) {
+                return Err("denied_pattern");
+            }
+        }
+        if let Some(allow) = &self.allow {
+            if !allow.is_match(url.as_str()) {
+                return Err("not_allowed_pattern");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn check_depth(&self, depth: u32) -> Result<(), &'static str> {
+        match self.max_depth {
+            Some(max) if depth > max => Err("too_deep"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// robots.txt per host, fetched once and shared by every worker; concurrent first requests
+/// to a host wait for one fetch.
+#[derive(Default)]
+pub struct RobotsCache {
+    hosts: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Robots>>>>>>,
+}
+
+impl RobotsCache {
+    pub async fn get(&self, fetcher: &Fetcher, url: &Url) -> Arc<Robots> {
+        let key = format!("{}://{}", url.scheme(), host_key(url));
+        let slot = {
+            let mut map = match self.hosts.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            Arc::clone(map.entry(key).or_default())
+        };
+        let mut guard = slot.lock().await;
+        if let Some(r) = guard.as_ref().filter(|r| !r.expired()) {
+            return Arc::clone(r);
+        }
+        let fetched = Arc::new(robots::fetch(fetcher, url).await);
+        tracing::debug!(host = %host_key(url), note = %fetched.note, "robots.txt");
+        *guard = Some(Arc::clone(&fetched));
+        fetched
+    }
+}
+
+/// Per-plugin counters for the summary.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PluginStats {
+    pub calls: u64,
+    pub items: u64,
+    pub links: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub time_ms: f64,
+}
+
+/// What a crawl did. Also written to `STATE/summary.json`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub pages: u64,
+    pub downloads: u64,
+    pub files_new: u64,
+    pub bytes: u64,
+    pub items: u64,
+    pub items_total: u64,
+    pub status: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+    pub retries: u64,
+    pub plugins: BTreeMap<String, PluginStats>,
+    pub queued_left: u64,
+    pub in_flight_left: u64,
+    pub stopped_early: bool,
+    pub elapsed_s: f64,
+    pub output: String,
+    pub files_dir: String,
+    pub state: String,
+}
+
+enum Work {
+    Disallowed,
+    Page {
+        resp: Box<Response>,
+        items: Vec<Item>,
+        links: Vec<(crate::plugin::LinkOut, Option<String>)>,
+        plugin_runs: Vec<(usize, Result<(u64, u64), PluginError>, Duration)>,
+    },
+    Download {
+        resp: Box<Response>,
+        item: Option<Item>,
+        new_file: bool,
+    },
+    Retry {
+        reason: String,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    Failed {
+        kind: String,
+        status: Option<u16>,
+    },
+}
+
+struct Done {
+    lease: Lease,
+    work: Work,
+    latency: Duration,
+    crawl_delay: Option<Duration>,
+}
+
+/// Read-only state shared with the workers.
+struct Shared {
+    fetcher: Fetcher,
+    plugins: Vec<Plugin>,
+    enabled: Vec<bool>,
+    robots: RobotsCache,
+    scope: Scope,
+    files: FilesStore,
+    respect_robots: bool,
+    follow_unclaimed: bool,
+    plugin_slots: Semaphore,
+}
+
+/// Runs a crawl until the frontier is empty, a limit is reached, or `stop` turns true.
+pub async fn run(
+    cfg: CrawlConfig,
+    plugins: Vec<Plugin>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut frontier = SledFrontier::open(&cfg.state)?;
+    let token = frontier.sink_token()?;
+    let output = cfg.output_path();
+    let mut sink = FileSink::open(&output, cfg.format, token.as_deref())?;
+
+    let seeds = resolve_seeds(&cfg, &plugins)?;
+    let scope_seeds = remember_seeds(&cfg, &seeds)?;
+    let scope = Scope::new(&cfg.scope, &scope_seeds)?;
+    let seed_records: Vec<NewUrl> = seeds
+        .iter()
+        .map(|u| new_url(u, 0, 0, UrlKind::Page, None, None, None))
+        .collect();
+    let added = frontier.add(seed_records)?;
+    let resumed = frontier.counters().known > added as u64;
+    if resumed {
+        let c = frontier.counters();
+        tracing::info!(
+            done = c.done,
+            queued = c.queued,
+            items = sink.items_written(),
+            "resuming the crawl in {}",
+            cfg.state.display()
+        );
+    }
+
+    let enabled = plugins
+        .iter()
+        .map(|p| {
+            cfg.plugins
+                .get(&p.info.name)
+                .and_then(|s| s.enabled)
+                .unwrap_or(true)
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shared = Arc::new(Shared {
+        fetcher: Fetcher::new(cfg.fetch.clone())?,
+        plugins,
+        enabled,
+        robots: RobotsCache::default(),
+        scope,
+        files: FilesStore::new(cfg.files_path()),
+        respect_robots: cfg.politeness.respect_robots,
+        follow_unclaimed: cfg.follow_unclaimed,
+        plugin_slots: Semaphore::new(cores),
+    });
+    let mut politeness = Politeness::new(cfg.politeness.clone());
+    let mut summary = Summary {
+        output: sink.describe(),
+        files_dir: cfg.files_path().display().to_string(),
+        state: cfg.state.display().to_string(),
+        ..Summary::default()
+    };
+    let items_before = sink.items_written();
+    let progress = crate::progress::Progress::new(
+        cfg.progress,
+        Duration::from_secs(cfg.progress_interval_s.max(1)),
+    );
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
+    let mut in_flight = 0usize;
+    let mut in_flight_pages = 0u64;
+    let mut cursor = 0usize;
+    let mut last_checkpoint = Instant::now();
+    let checkpoint_every = Duration::from_secs(cfg.checkpoint_interval_s.max(1));
+    let max_pages = cfg.scope.max_pages;
+    let per_host_cap = cfg.scope.max_pages_per_host;
+
+    loop {
+        let now = Instant::now();
+        let hosts = frontier.hosts_with_work();
+        let budget_left = |fr: &SledFrontier, inflight_pages: u64| {
+            max_pages.is_none_or(|m| fr.counters().pages + inflight_pages < m)
+        };
+        let mut next_wake: Option<Instant> = None;
+        let mut dispatchable = false;
+        if !hosts.is_empty() {
+            let n = hosts.len();
+            for k in 0..n {
+                let host = &hosts[(cursor + k) % n];
+                if !budget_left(&frontier, in_flight_pages) {
+                    break;
+                }
+                let capped = per_host_cap.is_some_and(|cap| {
+                    frontier.host_pages(host) + politeness.host_in_flight(host) as u64 >= cap
+                });
+                if capped {
+                    if politeness.host_in_flight(host) > 0 {
+                        dispatchable = true;
+                    }
+                    continue;
+                }
+                dispatchable = true;
+                while politeness.can_start(host, now) && budget_left(&frontier, in_flight_pages) {
+                    let Some(lease) = frontier.lease(host)? else {
+                        break;
+                    };
+                    politeness.started(host, now);
+                    in_flight += 1;
+                    in_flight_pages += 1;
+                    let tx = tx.clone();
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        let done = work(&shared, lease).await;
+                        let _ = tx.send(done);
+                    });
+                }
+                if let Some(at) = politeness.ready_at(host).filter(|at| *at > now) {
+                    next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+                }
+            }
+            cursor = cursor.wrapping_add(1);
+        }
+
+        if in_flight == 0 && (!dispatchable || hosts.is_empty()) {
+            break;
+        }
+
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            checkpoint(&mut sink, &frontier)?;
+            last_checkpoint = Instant::now();
+        }
+        progress.tick(
+            &frontier.counters(),
+            sink.items_written(),
+            &summary,
+            started,
+        );
+
+        let sleep_for = next_wake
+            .map(|w| w.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(500))
+            .min(Duration::from_millis(500));
+        tokio::select! {
+            Some(done) = rx.recv() => {
+                in_flight -= 1;
+                in_flight_pages = in_flight_pages.saturating_sub(1);
+                commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+                // Drain whatever else finished, so commits batch up between dispatch rounds.
+                while let Ok(done) = rx.try_recv() {
+                    in_flight -= 1;
+                    in_flight_pages = in_flight_pages.saturating_sub(1);
+                    commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    summary.stopped_early = true;
+                    tracing::warn!(in_flight, "stopping: finishing pages in flight (Ctrl+C again to quit at once)");
+                    if in_flight > 0 {
+                        let grace = Instant::now() + Duration::from_secs(10);
+                        while in_flight > 0 {
+                            match tokio::time::timeout_at(grace.into(), rx.recv()).await {
+                                Ok(Some(done)) => {
+                                    in_flight -= 1;
+                                    commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    checkpoint(&mut sink, &frontier)?;
+    progress.finish();
+    let c = frontier.counters();
+    summary.items = sink.items_written() - items_before;
+    summary.items_total = sink.items_written();
+    summary.queued_left = c.queued;
+    summary.in_flight_left = in_flight as u64;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    let json = serde_json::to_vec_pretty(&summary)?;
+    std::fs::write(cfg.state.join("summary.json"), json).context("writing summary.json")?;
+    Ok(summary)
+}
+
+fn checkpoint(sink: &mut FileSink, frontier: &SledFrontier) -> Result<()> {
+    // Items first: the frontier must never be durably ahead of the items it vouches for.
+    sink.sync()?;
+    frontier.flush()
+}
+
+fn new_url(
+    url: &Url,
+    depth: u32,
+    priority: i32,
+    kind: UrlKind,
+    referrer: Option<String>,
+    metadata: Option<String>,
+    proposer: Option<String>,
+) -> NewUrl {
+    NewUrl {
+        fp: fingerprint(url),
+        record: UrlRecord {
+            url: url.to_string(),
+            host: host_key(url),
+            depth,
+            priority,
+            kind,
+            referrer,
+            metadata,
+            proposer,
+            state: UrlState::Queued,
+            attempts: 0,
+        },
+    }
+}
+
+/// Seeds from the config, the seeds file, or (when neither names any) the plugins' manifests.
+fn resolve_seeds(cfg: &CrawlConfig, plugins: &[Plugin]) -> Result<Vec<Url>> {
+    let mut raw: Vec<(String, String)> = cfg
+        .seeds
+        .iter()
+        .map(|s| (s.clone(), "seed".to_owned()))
+        .collect();
+    if let Some(path) = &cfg.seeds_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read seeds file {}: {e}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                raw.push((
+                    line.to_owned(),
+                    format!("{} line {}", path.display(), n + 1),
+                ));
+            }
+        }
+    }
+    if raw.is_empty() {
+        for p in plugins {
+            for s in &p.info.seeds {
+                raw.push((s.clone(), format!("plugin {} manifest", p.info.name)));
+            }
+        }
+    }
+    let norm: &NormalizeConfig = &cfg.normalize;
+    let mut out = Vec::new();
+    for (s, origin) in raw {
+        let parsed = Url::parse(s.trim()).map_err(|e| {
+            anyhow!("seed URL {s:?} ({origin}) is invalid: {e}; give a full URL like https://example.com/")
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            bail!("seed URL {s:?} ({origin}) must be http(s) with a host");
+        }
+        let Some(u) = norm.normalize(parsed.as_str()) else {
+            bail!("seed URL {s:?} ({origin}) could not be normalized");
+        };
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// The seeds define the default scope, so a resumed crawl without seeds must use the same.
+fn remember_seeds(cfg: &CrawlConfig, seeds: &[Url]) -> Result<Vec<Url>> {
+    let path = cfg.state.join("seeds.json");
+    let mut all: Vec<String> = match std::fs::read(&path) {
+        Ok(raw) => {
+            serde_json::from_slice(&raw).with_context(|| format!("corrupt {}", path.display()))?
+        }
+        Err(_) => Vec::new(),
+    };
+    for s in seeds {
+        if !all.contains(&s.to_string()) {
+            all.push(s.to_string());
+        }
+    }
+    if all.is_empty() {
+        bail!(
+            "no seed URLs: pass them as arguments, in --seeds-file, or use plugins whose manifests name seeds"
+        );
+    }
+    std::fs::write(&path, serde_json::to_vec(&all)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(all.iter().filter_map(|s| Url::parse(s).ok()).collect())
+}
+
+async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
+    let started = Instant::now();
+    let mut crawl_delay = None;
+    let work = match Url::parse(&lease.record.url) {
+        Err(e) => Work::Failed {
+            kind: format!("bad_url: {e}"),
+            status: None,
+        },
+        Ok(url) => {
+            let mut verdict = None;
+            if shared.respect_robots {
+                let r = shared.robots.get(&shared.fetcher, &url).await;
+                crawl_delay = r.crawl_delay;
+                if !r.allowed(&url) {
+                    verdict = Some(if r.unreachable() {
+                        Work::Retry {
+                            reason: "robots_unreachable".into(),
+                            status: None,
+                            retry_after: Some(robots::RETRY_UNREACHABLE),
+                        }
+                    } else {
+                        Work::Disallowed
+                    });
+                }
+            }
+            match verdict {
+                Some(v) => v,
+                None => fetch_and_parse(shared, &lease, url).await,
+            }
+        }
+    };
+    Done {
+        lease,
+        work,
+        latency: started.elapsed(),
+        crawl_delay,
+    }
+}
+
+async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work {
+    let hop_shared = Arc::clone(shared);
+    let result = shared
+        .fetcher
+        .fetch(&url, move |hop: Url| {
+            let s = Arc::clone(&hop_shared);
+            async move {
+                s.scope
+                    .check_url(&hop)
+                    .map_err(|why| format!("{hop} is out of scope ({why})"))?;
+                if s.respect_robots && !s.robots.get(&s.fetcher, &hop).await.allowed(&hop) {
+                    return Err(format!("robots.txt disallows {hop}"));
+                }
+                Ok(())
+            }
+        })
+        .await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) if e.retryable() => {
+            return Work::Retry {
+                reason: e.kind().to_owned(),
+                status: None,
+                retry_after: None,
+            };
+        }
+        Err(e) => {
+            tracing::info!(url = %url, "fetch failed: {e}");
+            return Work::Failed {
+                kind: e.kind().to_owned(),
+                status: None,
+            };
+        }
+    };
+    let status = resp.status;
+    if status == 429 || (500..600).contains(&status) {
+        let retry_after = resp
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        return Work::Retry {
+            reason: format!("http_{status}"),
+            status: Some(status),
+            retry_after,
+        };
+    }
+    if !(200..300).contains(&status) {
+        return Work::Failed {
+            kind: format!("http_{status}"),
+            status: Some(status),
+        };
+    }
+    match lease.record.kind {
+        UrlKind::Download => download(shared, lease, resp),
+        UrlKind::Page => parse_page(shared, lease, resp).await,
+    }
+}
+
+fn item_id(fp: &[u8], plugin: &str, n: usize) -> String {
+    let mut h = Sha256::new();
+    h.update(fp);
+    h.update(plugin.as_bytes());
+    h.update((n as u64).to_be_bytes());
+    hex::encode(&h.finalize()[..10])
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn download(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
+    if resp.truncated {
+        return Work::Failed {
+            kind: "download_too_large".into(),
+            status: Some(resp.status),
+        };
+    }
+    let stored = match shared
+        .files
+        .save(&resp.body, &resp.final_url, resp.header("content-type"))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(url = %resp.final_url, "cannot store download: {e:#}");
+            return Work::Failed {
+                kind: "download_store".into(),
+                status: Some(resp.status),
+            };
+        }
+    };
+    let proposer = lease.record.proposer.clone().unwrap_or_default();
+    let plugin = shared
+        .plugins
+        .iter()
+        .find(|p| p.info.name == proposer)
+        .map(|p| PluginRef {
+            name: p.info.name.clone(),
+            version: p.info.version.clone(),
+            sha256: p.info.sha256.clone(),
+        })
+        .unwrap_or(PluginRef {
+            name: "sandcrawl".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sha256: String::new(),
+        });
+    let mut fields = serde_json::Map::new();
+    fields.insert("sha256".into(), stored.sha256.clone().into());
+    fields.insert("path".into(), stored.path.clone().into());
+    fields.insert("size".into(), stored.size.into());
+    fields.insert(
+        "content_type".into(),
+        resp.header("content-type").unwrap_or("").to_owned().into(),
+    );
+    fields.insert("referrer".into(), lease.record.referrer.clone().into());
+    let item = Item {
+        id: item_id(&lease.fp, "file", 0),
+        url: resp.final_url.to_string(),
+        fetched_at: now_rfc3339(),
+        plugin,
+        kind: "file".into(),
+        fields,
+    };
+    Work::Download {
+        resp: Box::new(resp),
+        item: Some(item),
+        new_file: stored.new,
+    }
+}
+
+async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
+    let url_str = resp.final_url.as_str();
+    let matching: Vec<usize> = (0..shared.plugins.len())
+        .filter(|&i| shared.enabled[i] && shared.plugins[i].matches(url_str))
+        .collect();
+    let mut headers = resp.headers.clone();
+    if resp.truncated {
+        headers.push(("x-sandcrawl-truncated".into(), "1".into()));
+    }
+    let input = Arc::new(PageInput {
+        url: url_str.to_owned(),
+        status: resp.status,
+        headers,
+        body: resp.body.to_vec(),
+        encoding: resp.encoding.to_owned(),
+        depth: lease.record.depth,
+        referrer: lease.record.referrer.clone(),
+        metadata: lease.record.metadata.clone(),
+    });
+    let fetched_at = now_rfc3339();
+    let mut items = Vec::new();
+    let mut links = Vec::new();
+    let mut runs = Vec::new();
+    let mut claimed = false;
+    for i in matching {
+        let Ok(_permit) = shared.plugin_slots.acquire().await else {
+            break;
+        };
+        let s = Arc::clone(shared);
+        let page = Arc::clone(&input);
+        let t0 = Instant::now();
+        let result = tokio::task::spawn_blocking(move || s.plugins[i].parse(&page))
+            .await
+            .unwrap_or_else(|e| Err(PluginError::Trap(format!("host task failed: {e}"))));
+        let took = t0.elapsed();
+        let info = &shared.plugins[i].info;
+        match result {
+            Ok(out) => {
+                claimed = true;
+                let (ni, nl) = (out.items.len() as u64, out.links.len() as u64);
+                for (n, it) in out.items.into_iter().enumerate() {
+                    items.push(Item {
+                        id: item_id(&lease.fp, &info.name, n),
+                        url: url_str.to_owned(),
+                        fetched_at: fetched_at.clone(),
+                        plugin: PluginRef {
+                            name: info.name.clone(),
+                            version: info.version.clone(),
+                            sha256: info.sha256.clone(),
+                        },
+                        kind: it.kind,
+                        fields: it.fields,
+                    });
+                }
+                links.extend(out.links.into_iter().map(|l| (l, Some(info.name.clone()))));
+                runs.push((i, Ok((ni, nl)), took));
+            }
+            Err(PluginError::NotMine) => runs.push((i, Err(PluginError::NotMine), took)),
+            Err(e) => {
+                claimed = true;
+                tracing::warn!(plugin = %info.name, url = %url_str, "plugin error: {e}");
+                runs.push((i, Err(e), took));
+            }
+        }
+    }
+    if !claimed && shared.follow_unclaimed && looks_html(&resp) {
+        for u in crate::links::extract(&resp.final_url, &resp.body, resp.encoding) {
+            links.push((
+                crate::plugin::LinkOut {
+                    url: u.to_string(),
+                    priority: 0,
+                    kind: LinkKind::Follow,
+                    metadata: None,
+                },
+                None,
+            ));
+        }
+    }
+    Work::Page {
+        resp: Box::new(resp),
+        items,
+        links,
+        plugin_runs: runs,
+    }
+}
+
+fn looks_html(resp: &Response) -> bool {
+    match resp.header("content-type") {
+        Some(ct) => {
+            let ct = ct.to_ascii_lowercase();
+            ct.contains("html")
+        }
+        None => true,
+    }
+}
+
+fn commit(
+    done: Done,
+    cfg: &CrawlConfig,
+    shared: &Shared,
+    frontier: &mut SledFrontier,
+    sink: &mut FileSink,
+    politeness: &mut Politeness,
+    summary: &mut Summary,
+) -> Result<()> {
+    let Done {
+        lease,
+        work,
+        latency,
+        crawl_delay,
+    } = done;
+    let host = lease.record.host.clone();
+    if let Some(d) = crawl_delay {
+        politeness.set_crawl_delay(&host, d);
+    }
+    let status = match &work {
+        Work::Page { resp, .. } | Work::Download { resp, .. } => Some(resp.status),
+        Work::Retry { status, .. } | Work::Failed { status, .. } => *status,
+        Work::Disallowed => None,
+    };
+    politeness.finished(&host, Feedback { latency, status });
+    if let Some(s) = status {
+        *summary.status.entry(s).or_default() += 1;
+    }
+    let is_page = lease.record.kind == UrlKind::Page;
+
+    match work {
+        Work::Disallowed => {
+            *summary
+                .skipped
+                .entry("robots_disallowed".into())
+                .or_default() += 1;
+            frontier.complete(
+                &lease.fp,
+                Outcome::Done,
+                false,
+                Vec::new(),
+                &sink.commit_token(),
+            )?;
+        }
+        Work::Retry {
+            reason,
+            retry_after,
+            ..
+        } => {
+            let attempt = lease.record.attempts + 1;
+            if attempt > cfg.politeness.max_retries {
+                tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}");
+                *summary.errors.entry(reason).or_default() += 1;
+                frontier.complete(
+                    &lease.fp,
+                    Outcome::Failed,
+                    is_page,
+                    Vec::new(),
+                    &sink.commit_token(),
+                )?;
+            } else {
+                let wait = match retry_after {
+                    Some(d) => politeness.clamp_retry_after(d),
+                    None => politeness.backoff(attempt),
+                };
+                tracing::debug!(url = %lease.record.url, attempt, ?wait, "retrying: {reason}");
+                summary.retries += 1;
+                // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
+                politeness.block(&host, wait);
+                frontier.release(&lease.fp, attempt)?;
+            }
+        }
+        Work::Failed { kind, .. } => {
+            *summary.errors.entry(kind).or_default() += 1;
+            frontier.complete(
+                &lease.fp,
+                Outcome::Failed,
+                is_page,
+                Vec::new(),
+                &sink.commit_token(),
+            )?;
+        }
+        Work::Download {
+            resp,
+            item,
+            new_file,
+        } => {
+            summary.downloads += 1;
+            summary.bytes += resp.wire_bytes;
+            if new_file {
+                summary.files_new += 1;
+            }
+            let items: Vec<Item> = item.into_iter().collect();
+            sink.write_page(&items)?;
+            frontier.complete(
+                &lease.fp,
+                Outcome::Done,
+                false,
+                Vec::new(),
+                &sink.commit_token(),
+            )?;
+        }
+        Work::Page {
+            resp,
+            items,
+            links,
+            plugin_runs,
+        } => {
+            summary.pages += 1;
+            summary.bytes += resp.wire_bytes;
+            for (i, result, took) in plugin_runs {
+                let st = summary
+                    .plugins
+                    .entry(shared.plugins[i].info.name.clone())
+                    .or_default();
+                st.calls += 1;
+                st.time_ms += took.as_secs_f64() * 1000.0;
+                match result {
+                    Ok((ni, nl)) => {
+                        st.items += ni;
+                        st.links += nl;
+                    }
+                    Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
+                }
+            }
+            let new_links = accept_links(
+                &lease,
+                &resp.final_url,
+                links,
+                &cfg.normalize,
+                &shared.scope,
+                summary,
+            );
+            sink.write_page(&items)?;
+            frontier.complete(
+                &lease.fp,
+                Outcome::Done,
+                true,
+                new_links,
+                &sink.commit_token(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Turns proposals into queueable URLs: resolve, normalize, scope, depth.
+fn accept_links(
+    lease: &Lease,
+    page_url: &Url,
+    links: Vec<(crate::plugin::LinkOut, Option<String>)>,
+    norm: &NormalizeConfig,
+    scope: &Scope,
+    summary: &mut Summary,
+) -> Vec<NewUrl> {
+    let depth = lease.record.depth + 1;
+    let mut out = Vec::with_capacity(links.len());
+    for (l, proposer) in links {
+        let Ok(mut u) = page_url.join(l.url.trim()) else {
+            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
+            continue;
+        };
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
+            continue;
+        }
+        norm.apply(&mut u);
+        if let Err(why) = scope.check_url(&u) {
+            *summary.skipped.entry(why.into()).or_default() += 1;
+            continue;
+        }
+        let kind = match l.kind {
+            LinkKind::Follow => UrlKind::Page,
+            LinkKind::Download => UrlKind::Download,
+        };
+        // Downloads belong to the page that proposed them, so depth limits pages only.
+        if kind == UrlKind::Page {
+            if let Err(why) = scope.check_depth(depth) {
+                *summary.skipped.entry(why.into()).or_default() += 1;
+                continue;
+            }
+        }
+        let metadata = l.metadata.filter(|m| m.len() <= 4096);
+        out.push(new_url(
+            &u,
+            depth,
+            l.priority,
+            kind,
+            Some(lease.record.url.clone()),
+            metadata,
+            proposer,
+        ));
+    }
+    out
+}

@@ -1,0 +1,514 @@
+//! The URL frontier and dedup store: which URLs are known, which wait, which are leased,
+//! done or failed. Lives on disk (sled), so memory does not grow with the number of URLs.
+//!
+//! Everything sits in one sled tree with key prefixes, because sled batches are atomic only
+//! within a tree: "page done + its new links + the sink's committed offset" is one batch.
+//! This module must not fetch, parse or decide scope; it stores what the engine decided.
+//!
+//! Key layout (all integers big-endian, so sled's ordering is the crawl order):
+//! - `u` fp(16)                                   -> [`UrlRecord`] (presence = seen)
+//! - `q` host(8) prio(4) depth(4) seq(8)          -> fp(16)   (per-host queues)
+//! - `l` fp(16)                                   -> queue key (leased, i.e. in flight)
+//! - `h` host(8)                                  -> host name
+//! - `c` host(8)                                  -> pages fetched from that host (u64)
+//! - `m` name                                     -> metadata (format version, counters, sink offset)
+
+use crate::normalize::Fingerprint;
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// Bumped whenever the on-disk layout changes; a mismatch refuses to open.
+pub const FORMAT_VERSION: u64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UrlState {
+    Queued,
+    Leased,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UrlKind {
+    Page,
+    Download,
+}
+
+/// Everything known about one URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlRecord {
+    pub url: String,
+    pub host: String,
+    pub depth: u32,
+    pub priority: i32,
+    pub kind: UrlKind,
+    pub referrer: Option<String>,
+    pub metadata: Option<String>,
+    /// The plugin that proposed it (download records are attributed to it).
+    pub proposer: Option<String>,
+    pub state: UrlState,
+    pub attempts: u32,
+}
+
+/// A URL the engine wants queued (already normalized and in scope).
+#[derive(Debug, Clone)]
+pub struct NewUrl {
+    pub fp: Fingerprint,
+    pub record: UrlRecord,
+}
+
+/// A leased URL: in flight until completed, failed or released.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub fp: Fingerprint,
+    pub record: UrlRecord,
+}
+
+/// How a leased URL ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed,
+}
+
+/// Counters persisted with every commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub known: u64,
+    pub queued: u64,
+    pub done: u64,
+    pub failed: u64,
+    /// Page fetches counted against `max_pages` (downloads excluded).
+    pub pages: u64,
+}
+
+/// The store behind the engine. Shaped so that a shared, multi-process implementation
+/// (Redis with lease expiry) can slot in: leases are explicit, completion is one call that
+/// carries the new links and the sink's commit token, and hosts with work are enumerable.
+pub trait Frontier: Send {
+    /// Queues URLs not seen before; returns how many were new.
+    fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize>;
+    /// Hosts that have queued URLs.
+    fn hosts_with_work(&self) -> Vec<String>;
+    /// Takes the next URL of `host` (priority, then depth, then discovery order).
+    fn lease(&mut self, host: &str) -> Result<Option<Lease>>;
+    /// Puts a leased URL back in its queue (retry later, or shutdown).
+    fn release(&mut self, fp: &Fingerprint, attempts: u32) -> Result<()>;
+    /// Finishes a leased URL, queues its new links and records the sink's commit token,
+    /// atomically. Returns how many links were new.
+    fn complete(
+        &mut self,
+        fp: &Fingerprint,
+        outcome: Outcome,
+        counted_page: bool,
+        links: Vec<NewUrl>,
+        sink_token: &[u8],
+    ) -> Result<usize>;
+    /// Pages fetched from `host` so far (for `max_pages_per_host`).
+    fn host_pages(&self, host: &str) -> u64;
+    fn counters(&self) -> Counters;
+    /// The sink token stored by the last `complete`.
+    fn sink_token(&self) -> Result<Option<Vec<u8>>>;
+    fn get(&self, fp: &Fingerprint) -> Result<Option<UrlRecord>>;
+    /// Makes everything so far durable on disk.
+    fn flush(&self) -> Result<()>;
+}
+
+fn host_hash(host: &str) -> [u8; 8] {
+    let d = Sha256::digest(host.as_bytes());
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&d[..8]);
+    h
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn queue_key(host: &[u8; 8], priority: i32, depth: u32, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(b'q');
+    k.extend_from_slice(host);
+    // Higher priority first: invert, and flip the sign bit so negatives sort after positives.
+    let p = !((priority as u32) ^ 0x8000_0000);
+    k.extend_from_slice(&p.to_be_bytes());
+    k.extend_from_slice(&depth.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sled-backed frontier of one crawl directory.
+pub struct SledFrontier {
+    db: sled::Db,
+    tree: sled::Tree,
+    counters: Counters,
+    seq: u64,
+    /// Hosts with queued URLs and how many; bounded by the number of hosts, not URLs.
+    host_queued: BTreeMap<String, u64>,
+    host_pages: BTreeMap<String, u64>,
+}
+
+impl SledFrontier {
+    /// Opens (or creates) the store in `dir`. Leased URLs from an interrupted run go back to
+    /// their queues.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir.join("frontier.sled"))
+            // Flushes happen at our commit points only; see ARCHITECTURE.md (crash safety).
+            .flush_every_ms(None)
+            .cache_capacity(32 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                    anyhow!("state directory {} is in use by another sandcrawl process; wait for it or use another --state", dir.display())
+                }
+                other => anyhow!("cannot open state directory {}: {other}; if it was written by another sandcrawl version, use a fresh --state", dir.display()),
+            })?;
+        let tree = db
+            .open_tree("frontier")
+            .context("opening the frontier tree")?;
+
+        match tree.get(key(b'm', b"format"))? {
+            None => {
+                if !tree.is_empty() {
+                    bail!(
+                        "state directory {} has no format marker; it is not a sandcrawl state directory, use a fresh --state",
+                        dir.display()
+                    );
+                }
+                tree.insert(key(b'm', b"format"), &FORMAT_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 8]));
+                if found != FORMAT_VERSION {
+                    bail!(
+                        "state directory {} has format {found}, this sandcrawl writes format {FORMAT_VERSION}; use a fresh --state or the sandcrawl version that wrote it",
+                        dir.display()
+                    );
+                }
+            }
+        }
+
+        let counters: Counters = match tree.get(key(b'm', b"counters"))? {
+            Some(v) => serde_json::from_slice(&v).context("corrupt counters in state directory")?,
+            None => Counters::default(),
+        };
+        let seq = match tree.get(key(b'm', b"seq"))? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            None => 0,
+        };
+        let mut f = SledFrontier {
+            db,
+            tree,
+            counters,
+            seq,
+            host_queued: BTreeMap::new(),
+            host_pages: BTreeMap::new(),
+        };
+        f.recover()?;
+        Ok(f)
+    }
+
+    /// Returns leases of a crashed run to their queues and rebuilds the per-host counts.
+    fn recover(&mut self) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut requeued = 0u64;
+        for kv in self.tree.scan_prefix([b'l']) {
+            let (lk, qk) = kv?;
+            let fp = &lk[1..];
+            batch.remove(lk.clone());
+            batch.insert(qk.clone(), fp);
+            if let Some(raw) = self.tree.get(key(b'u', fp))? {
+                let mut rec: UrlRecord = serde_json::from_slice(&raw)?;
+                rec.state = UrlState::Queued;
+                batch.insert(key(b'u', fp), serde_json::to_vec(&rec)?);
+            }
+            requeued += 1;
+        }
+        if requeued > 0 {
+            self.counters.queued += requeued;
+            batch.insert(key(b'm', b"counters"), serde_json::to_vec(&self.counters)?);
+            self.tree.apply_batch(batch)?;
+            tracing::info!(
+                requeued,
+                "returned URLs that were in flight at the last stop to the queue"
+            );
+        }
+        for kv in self.tree.scan_prefix([b'h']) {
+            let (hk, name) = kv?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let n = self.tree.scan_prefix(key(b'q', &hk[1..])).count() as u64;
+            if n > 0 {
+                self.host_queued.insert(name.clone(), n);
+            }
+            if let Some(c) = self.tree.get(key(b'c', &hk[1..]))? {
+                self.host_pages.insert(
+                    name,
+                    u64::from_be_bytes(c.as_ref().try_into().unwrap_or([0; 8])),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn stage_new(&mut self, batch: &mut sled::Batch, urls: Vec<NewUrl>) -> Result<usize> {
+        let mut added = 0;
+        let mut in_batch: HashSet<Fingerprint> = HashSet::new();
+        for NewUrl { fp, mut record } in urls {
+            if !in_batch.insert(fp) || self.tree.contains_key(key(b'u', &fp))? {
+                continue;
+            }
+            record.state = UrlState::Queued;
+            let hh = host_hash(&record.host);
+            self.seq += 1;
+            batch.insert(queue_key(&hh, record.priority, record.depth, self.seq), &fp);
+            batch.insert(key(b'h', &hh), record.host.as_bytes());
+            *self.host_queued.entry(record.host.clone()).or_default() += 1;
+            batch.insert(key(b'u', &fp), serde_json::to_vec(&record)?);
+            added += 1;
+        }
+        self.counters.known += added as u64;
+        self.counters.queued += added as u64;
+        batch.insert(key(b'm', b"seq"), &self.seq.to_be_bytes());
+        Ok(added)
+    }
+
+    fn stage_counters(&self, batch: &mut sled::Batch) -> Result<()> {
+        batch.insert(key(b'm', b"counters"), serde_json::to_vec(&self.counters)?);
+        Ok(())
+    }
+
+    fn load(&self, fp: &[u8]) -> Result<UrlRecord> {
+        let raw = self
+            .tree
+            .get(key(b'u', fp))?
+            .ok_or_else(|| anyhow!("frontier: URL record missing for a queued fingerprint"))?;
+        Ok(serde_json::from_slice(&raw)?)
+    }
+
+    fn dec_host(&mut self, host: &str) {
+        if let Some(n) = self.host_queued.get_mut(host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.host_queued.remove(host);
+            }
+        }
+    }
+}
+
+impl Frontier for SledFrontier {
+    fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let added = self.stage_new(&mut batch, urls)?;
+        self.stage_counters(&mut batch)?;
+        self.tree.apply_batch(batch)?;
+        Ok(added)
+    }
+
+    fn hosts_with_work(&self) -> Vec<String> {
+        self.host_queued.keys().cloned().collect()
+    }
+
+    fn lease(&mut self, host: &str) -> Result<Option<Lease>> {
+        let hh = host_hash(host);
+        let Some(kv) = self.tree.scan_prefix(key(b'q', &hh)).next() else {
+            self.host_queued.remove(host);
+            return Ok(None);
+        };
+        let (qk, fp_raw) = kv?;
+        let fp: Fingerprint = fp_raw
+            .as_ref()
+            .try_into()
+            .map_err(|_| anyhow!("frontier: corrupt queue entry"))?;
+        let mut record = self.load(&fp)?;
+        record.state = UrlState::Leased;
+        let mut batch = sled::Batch::default();
+        batch.remove(qk.clone());
+        batch.insert(key(b'l', &fp), qk.as_ref());
+        batch.insert(key(b'u', &fp), serde_json::to_vec(&record)?);
+        self.counters.queued = self.counters.queued.saturating_sub(1);
+        self.stage_counters(&mut batch)?;
+        self.tree.apply_batch(batch)?;
+        self.dec_host(host);
+        Ok(Some(Lease { fp, record }))
+    }
+
+    fn release(&mut self, fp: &Fingerprint, attempts: u32) -> Result<()> {
+        let Some(qk) = self.tree.get(key(b'l', fp))? else {
+            return Ok(());
+        };
+        let mut record = self.load(fp)?;
+        record.state = UrlState::Queued;
+        record.attempts = attempts;
+        let mut batch = sled::Batch::default();
+        batch.remove(key(b'l', fp));
+        batch.insert(qk, fp);
+        batch.insert(key(b'u', fp), serde_json::to_vec(&record)?);
+        self.counters.queued += 1;
+        self.stage_counters(&mut batch)?;
+        self.tree.apply_batch(batch)?;
+        *self.host_queued.entry(record.host).or_default() += 1;
+        Ok(())
+    }
+
+    fn complete(
+        &mut self,
+        fp: &Fingerprint,
+        outcome: Outcome,
+        counted_page: bool,
+        links: Vec<NewUrl>,
+        sink_token: &[u8],
+    ) -> Result<usize> {
+        let mut record = self.load(fp)?;
+        record.state = match outcome {
+            Outcome::Done => UrlState::Done,
+            Outcome::Failed => UrlState::Failed,
+        };
+        let mut batch = sled::Batch::default();
+        batch.remove(key(b'l', fp));
+        batch.insert(key(b'u', fp), serde_json::to_vec(&record)?);
+        match outcome {
+            Outcome::Done => self.counters.done += 1,
+            Outcome::Failed => self.counters.failed += 1,
+        }
+        if counted_page {
+            self.counters.pages += 1;
+            let n = self.host_pages.entry(record.host.clone()).or_default();
+            *n += 1;
+            batch.insert(key(b'c', &host_hash(&record.host)), &n.to_be_bytes());
+        }
+        let added = self.stage_new(&mut batch, links)?;
+        batch.insert(key(b'm', b"sink"), sink_token);
+        self.stage_counters(&mut batch)?;
+        self.tree.apply_batch(batch)?;
+        Ok(added)
+    }
+
+    fn host_pages(&self, host: &str) -> u64 {
+        self.host_pages.get(host).copied().unwrap_or(0)
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn sink_token(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key(b'm', b"sink"))?.map(|v| v.to_vec()))
+    }
+
+    fn get(&self, fp: &Fingerprint) -> Result<Option<UrlRecord>> {
+        match self.tree.get(key(b'u', fp))? {
+            Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().context("flushing the frontier to disk")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_url(url: &str, host: &str, prio: i32, depth: u32) -> NewUrl {
+        let u = url::Url::parse(url).unwrap();
+        NewUrl {
+            fp: crate::normalize::fingerprint(&u),
+            record: UrlRecord {
+                url: url.into(),
+                host: host.into(),
+                depth,
+                priority: prio,
+                kind: UrlKind::Page,
+                referrer: None,
+                metadata: None,
+                proposer: None,
+                state: UrlState::Queued,
+                attempts: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn dedup_order_lease_and_recovery() {
+        let dir = tempdir();
+        {
+            let mut f = SledFrontier::open(&dir).unwrap();
+            let added = f
+                .add(vec![
+                    new_url("http://a/1", "a", 0, 1),
+                    new_url("http://a/2", "a", 0, 0),
+                    new_url("http://a/3", "a", 5, 2),
+                    new_url("http://a/1", "a", 0, 1),
+                    new_url("http://b/1", "b", -3, 0),
+                ])
+                .unwrap();
+            assert_eq!(added, 4);
+            assert_eq!(f.hosts_with_work(), ["a", "b"]);
+            // Priority first, then depth (breadth-first).
+            let l = f.lease("a").unwrap().unwrap();
+            assert_eq!(l.record.url, "http://a/3");
+            let l2 = f.lease("a").unwrap().unwrap();
+            assert_eq!(l2.record.url, "http://a/2");
+            f.complete(
+                &l.fp,
+                Outcome::Done,
+                true,
+                vec![new_url("http://a/2", "a", 0, 3)],
+                b"tok",
+            )
+            .unwrap();
+            assert_eq!(f.sink_token().unwrap().unwrap(), b"tok");
+            assert_eq!(f.host_pages("a"), 1);
+            f.flush().unwrap();
+            // l2 stays leased: a crash now must give it back.
+        }
+        let mut f = SledFrontier::open(&dir).unwrap();
+        let c = f.counters();
+        assert_eq!((c.known, c.done, c.queued), (4, 1, 3));
+        let mut got = Vec::new();
+        while let Some(l) = f.lease("a").unwrap() {
+            got.push(l.record.url);
+        }
+        assert_eq!(got, ["http://a/2", "http://a/1"]);
+        assert_eq!(f.host_pages("a"), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn refuses_other_format_versions() {
+        let dir = tempdir();
+        {
+            let f = SledFrontier::open(&dir).unwrap();
+            f.tree
+                .insert(key(b'm', b"format"), &99u64.to_be_bytes())
+                .unwrap();
+            f.flush().unwrap();
+        }
+        let err = SledFrontier::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("format 99"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "sandcrawl-frontier-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

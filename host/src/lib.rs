@@ -1,0 +1,15 @@
+//! sandcrawl: a web crawler whose site-specific parse logic runs in sandboxed WebAssembly
+//! plugins. See ARCHITECTURE.md for how the modules fit together.
+
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod fetch;
+pub mod frontier;
+pub mod links;
+pub mod normalize;
+pub mod plugin;
+pub mod politeness;
+pub mod progress;
+pub mod robots;
+pub mod sink;

@@ -1,0 +1,311 @@
+//! Per-host politeness: how many requests may run at once, globally and per host, and when
+//! the next request to a host may start.
+//!
+//! It owns concurrency slots, minimum delays (config and robots.txt Crawl-delay), host-wide
+//! back-off (Retry-After, connection failures) and the adaptive mode. It keeps state per
+//! host, never per URL, and it never performs I/O: the engine asks `can_start`, reports
+//! `started` and `finished`, and sleeps until `next_wakeup`.
+
+use rand::Rng;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolitenessConfig {
+    /// Requests in flight across all hosts.
+    pub concurrency: usize,
+    /// Requests in flight to one host.
+    pub per_host: usize,
+    /// Minimum time between request starts to one host, in ms.
+    pub delay_ms: u64,
+    /// Random extra delay up to this many ms, added to every delay.
+    pub jitter_ms: u64,
+    /// Back off on rising latency, 429 and 503; recover slowly.
+    pub adaptive: bool,
+    /// Obey robots.txt (including Crawl-delay). On by default.
+    pub respect_robots: bool,
+    /// Attempts after the first for retryable failures (connect errors, timeouts, resets, 5xx, 429).
+    pub max_retries: u32,
+    /// First retry back-off in ms; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Retry-After values are clamped to this many seconds.
+    pub retry_after_max_s: u64,
+}
+
+impl Default for PolitenessConfig {
+    fn default() -> Self {
+        PolitenessConfig {
+            concurrency: 64,
+            per_host: 8,
+            delay_ms: 0,
+            jitter_ms: 0,
+            adaptive: false,
+            respect_robots: true,
+            max_retries: 3,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            retry_after_max_s: 600,
+        }
+    }
+}
+
+/// What the engine reports when a request to a host ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Feedback {
+    pub latency: Duration,
+    /// HTTP status, or `None` when the request failed without one.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug)]
+struct Host {
+    in_flight: usize,
+    next_start: Option<Instant>,
+    blocked_until: Option<Instant>,
+    crawl_delay: Duration,
+    adaptive_delay: Duration,
+    latency_ewma: Option<f64>,
+}
+
+pub struct Politeness {
+    cfg: PolitenessConfig,
+    hosts: HashMap<String, Host>,
+    in_flight: usize,
+}
+
+impl Politeness {
+    pub fn new(cfg: PolitenessConfig) -> Self {
+        Politeness {
+            cfg,
+            hosts: HashMap::new(),
+            in_flight: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PolitenessConfig {
+        &self.cfg
+    }
+
+    fn host(&mut self, host: &str) -> &mut Host {
+        self.hosts.entry(host.to_owned()).or_insert(Host {
+            in_flight: 0,
+            next_start: None,
+            blocked_until: None,
+            crawl_delay: Duration::ZERO,
+            adaptive_delay: Duration::ZERO,
+            latency_ewma: None,
+        })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn host_in_flight(&self, host: &str) -> usize {
+        self.hosts.get(host).map_or(0, |h| h.in_flight)
+    }
+
+    pub fn global_slot_free(&self) -> bool {
+        self.in_flight < self.cfg.concurrency.max(1)
+    }
+
+    /// Whether a request to `host` may start now.
+    pub fn can_start(&self, host: &str, now: Instant) -> bool {
+        if !self.global_slot_free() {
+            return false;
+        }
+        match self.hosts.get(host) {
+            None => true,
+            Some(h) => {
+                h.in_flight < self.cfg.per_host.max(1)
+                    && h.next_start.is_none_or(|t| now >= t)
+                    && h.blocked_until.is_none_or(|t| now >= t)
+            }
+        }
+    }
+
+    /// When `host` may next start, if it is waiting on time (not on a free slot).
+    pub fn ready_at(&self, host: &str) -> Option<Instant> {
+        let h = self.hosts.get(host)?;
+        h.next_start.max(h.blocked_until)
+    }
+
+    pub fn started(&mut self, host: &str, now: Instant) {
+        let delay = self.effective_delay(host);
+        let jitter = if self.cfg.jitter_ms > 0 {
+            Duration::from_millis(rand::rng().random_range(0..=self.cfg.jitter_ms))
+        } else {
+            Duration::ZERO
+        };
+        let h = self.host(host);
+        h.in_flight += 1;
+        if !delay.is_zero() || !jitter.is_zero() {
+            h.next_start = Some(now + delay + jitter);
+        }
+        self.in_flight += 1;
+    }
+
+    pub fn finished(&mut self, host: &str, fb: Feedback) {
+        let adaptive = self.cfg.adaptive;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let h = self.host(host);
+        h.in_flight = h.in_flight.saturating_sub(1);
+        if !adaptive {
+            return;
+        }
+        let ms = fb.latency.as_secs_f64() * 1000.0;
+        let baseline = *h.latency_ewma.get_or_insert(ms);
+        let overloaded = matches!(fb.status, Some(429) | Some(503)) || ms > baseline * 3.0 + 50.0;
+        if overloaded {
+            h.adaptive_delay = (h.adaptive_delay * 2)
+                .max(Duration::from_millis(100))
+                .min(Duration::from_secs(30));
+        } else {
+            // Recover slowly: 10% per good response, so one lucky answer does not undo a back-off.
+            h.adaptive_delay = h.adaptive_delay.mul_f64(0.9);
+            if h.adaptive_delay < Duration::from_millis(5) {
+                h.adaptive_delay = Duration::ZERO;
+            }
+        }
+        h.latency_ewma = Some(baseline * 0.8 + ms * 0.2);
+    }
+
+    /// robots.txt Crawl-delay for `host`.
+    pub fn set_crawl_delay(&mut self, host: &str, delay: Duration) {
+        self.host(host).crawl_delay = delay.min(Duration::from_secs(3600));
+    }
+
+    /// Blocks the whole host for `wait` (Retry-After, refused connections, DNS failures).
+    pub fn block(&mut self, host: &str, wait: Duration) {
+        let until = Instant::now() + wait;
+        let h = self.host(host);
+        h.blocked_until = h.blocked_until.max(Some(until));
+    }
+
+    /// Exponential back-off with full jitter for attempt `n` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.cfg.backoff_base_ms.max(1);
+        let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.cfg.backoff_max_ms.max(base));
+        let lo = capped / 2;
+        Duration::from_millis(rand::rng().random_range(lo..=capped))
+    }
+
+    pub fn clamp_retry_after(&self, d: Duration) -> Duration {
+        d.min(Duration::from_secs(self.cfg.retry_after_max_s))
+    }
+
+    fn effective_delay(&self, host: &str) -> Duration {
+        let configured = Duration::from_millis(self.cfg.delay_ms);
+        match self.hosts.get(host) {
+            Some(h) => configured.max(h.crawl_delay).max(h.adaptive_delay),
+            None => configured,
+        }
+    }
+}
+
+/// Parses Retry-After in both forms: delta-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_host_and_global_slots() {
+        let mut p = Politeness::new(PolitenessConfig {
+            concurrency: 3,
+            per_host: 2,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        p.started("a", now);
+        p.started("a", now);
+        assert!(!p.can_start("a", now));
+        assert!(p.can_start("b", now));
+        p.started("b", now);
+        assert!(!p.can_start("c", now), "global limit");
+        p.finished(
+            "a",
+            Feedback {
+                latency: Duration::from_millis(1),
+                status: Some(200),
+            },
+        );
+        assert!(p.can_start("a", now));
+    }
+
+    #[test]
+    fn delay_and_block() {
+        let mut p = Politeness::new(PolitenessConfig {
+            delay_ms: 1000,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        p.started("a", now);
+        p.finished(
+            "a",
+            Feedback {
+                latency: Duration::from_millis(1),
+                status: Some(200),
+            },
+        );
+        assert!(!p.can_start("a", now + Duration::from_millis(500)));
+        assert!(p.can_start("a", now + Duration::from_millis(1001)));
+        p.block("b", Duration::from_secs(60));
+        assert!(!p.can_start("b", Instant::now()));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn adaptive_backs_off_and_recovers() {
+        let mut p = Politeness::new(PolitenessConfig {
+            adaptive: true,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        p.started("a", now);
+        p.finished(
+            "a",
+            Feedback {
+                latency: Duration::from_millis(10),
+                status: Some(429),
+            },
+        );
+        assert!(p.effective_delay("a") >= Duration::from_millis(100));
+        for _ in 0..100 {
+            p.started("a", now);
+            p.finished(
+                "a",
+                Feedback {
+                    latency: Duration::from_millis(10),
+                    status: Some(200),
+                },
+            );
+        }
+        assert_eq!(p.effective_delay("a"), Duration::ZERO);
+    }
+}

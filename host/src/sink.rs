@@ -1,0 +1,392 @@
+//! Where items go: JSON Lines or CSV, to a file or stdout, plus the content-addressed files
+//! directory for downloads.
+//!
+//! It owns output formats and the sink's half of crash safety: after every page the bytes
+//! are handed to the OS (a `write`, so a killed process loses nothing it reported), and the
+//! engine stores [`Sink::commit_token`] in the same frontier batch that marks the page done.
+//! On resume the file is cut back to the last committed token, so an item is never written
+//! twice and never lost. It must not decide what an item contains; the engine builds them.
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Who produced an item.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// One output record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// Deterministic: the same page parsed by the same plugin gives the same ids.
+    pub id: String,
+    pub url: String,
+    pub fetched_at: String,
+    pub plugin: PluginRef,
+    pub kind: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Shaped for database sinks too (PostgreSQL/MySQL next): one call per page is a natural
+/// transaction, and the commit token can be a row id or LSN instead of a byte offset.
+pub trait Sink: Send {
+    /// Writes one page's items and hands them to the OS.
+    fn write_page(&mut self, items: &[Item]) -> Result<()>;
+    /// Opaque position after the last `write_page`; stored with the page's completion.
+    fn commit_token(&self) -> Vec<u8>;
+    /// fsync: survive power loss, not just a killed process.
+    fn sync(&mut self) -> Result<()>;
+    fn items_written(&self) -> u64;
+    /// Where items go, for the summary.
+    fn describe(&self) -> String;
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct Token {
+    len: u64,
+    items: u64,
+}
+
+/// JSONL or CSV into a file (resumable) or stdout (not resumable).
+pub struct FileSink {
+    out: Output,
+    format: Format,
+    len: u64,
+    items: u64,
+}
+
+enum Output {
+    File { w: BufWriter<File>, path: PathBuf },
+    Stdout(std::io::Stdout),
+}
+
+impl FileSink {
+    /// Opens `path` ("-" for stdout). With a token from a previous run the file is cut back
+    /// to it; without one an existing non-empty file is refused rather than mixed into.
+    pub fn open(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Self> {
+        if path == Path::new("-") {
+            return Ok(FileSink {
+                out: Output::Stdout(std::io::stdout()),
+                format,
+                len: 0,
+                items: 0,
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open output {}", path.display()))?;
+        let existing = file.metadata()?.len();
+        let (len, items) = match token {
+            Some(raw) => {
+                let t: Token =
+                    serde_json::from_slice(raw).context("corrupt sink token in state")?;
+                if existing < t.len {
+                    tracing::error!(
+                        output = %path.display(),
+                        "output is {existing} bytes but {} were committed: it was truncated or replaced outside sandcrawl; items from before are missing",
+                        t.len
+                    );
+                    (existing, t.items)
+                } else {
+                    if existing > t.len {
+                        tracing::info!(
+                            output = %path.display(),
+                            "cutting {} bytes of uncommitted items written before the last stop (their pages will be fetched again)",
+                            existing - t.len
+                        );
+                    }
+                    file.set_len(t.len)?;
+                    (t.len, t.items)
+                }
+            }
+            None if existing > 0 => bail!(
+                "output {} already has data but the state directory has no record of it; choose another --out or remove the file",
+                path.display()
+            ),
+            None => (0, 0),
+        };
+        file.seek(SeekFrom::Start(len))?;
+        Ok(FileSink {
+            out: Output::File {
+                w: BufWriter::with_capacity(256 * 1024, file),
+                path: path.to_owned(),
+            },
+            format,
+            len,
+            items,
+        })
+    }
+
+    fn encode(&self, items: &[Item], buf: &mut Vec<u8>) -> Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                for it in items {
+                    serde_json::to_writer(&mut *buf, it)?;
+                    buf.push(b'\n');
+                }
+            }
+            Format::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut *buf);
+                if self.len == 0 && self.items == 0 {
+                    w.write_record([
+                        "id",
+                        "url",
+                        "fetched_at",
+                        "plugin",
+                        "plugin_version",
+                        "plugin_sha256",
+                        "kind",
+                        "fields",
+                    ])?;
+                }
+                for it in items {
+                    w.write_record([
+                        it.id.as_str(),
+                        &it.url,
+                        &it.fetched_at,
+                        &it.plugin.name,
+                        &it.plugin.version,
+                        &it.plugin.sha256,
+                        &it.kind,
+                        &serde_json::Value::Object(it.fields.clone()).to_string(),
+                    ])?;
+                }
+                w.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn write_page(&mut self, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(items.len() * 512);
+        self.encode(items, &mut buf)?;
+        match &mut self.out {
+            Output::File { w, path } => {
+                w.write_all(&buf)
+                    .and_then(|()| w.flush())
+                    .with_context(|| format!("writing items to {}", path.display()))?;
+            }
+            Output::Stdout(s) => {
+                let mut lock = s.lock();
+                lock.write_all(&buf)
+                    .and_then(|()| lock.flush())
+                    .context("writing items to stdout")?;
+            }
+        }
+        self.len += buf.len() as u64;
+        self.items += items.len() as u64;
+        Ok(())
+    }
+
+    fn commit_token(&self) -> Vec<u8> {
+        serde_json::to_vec(&Token {
+            len: self.len,
+            items: self.items,
+        })
+        .unwrap_or_default()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if let Output::File { w, .. } = &mut self.out {
+            w.flush()?;
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn items_written(&self) -> u64 {
+        self.items
+    }
+
+    fn describe(&self) -> String {
+        match &self.out {
+            Output::File { path, .. } => path.display().to_string(),
+            Output::Stdout(_) => "stdout".into(),
+        }
+    }
+}
+
+/// A downloaded file as stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub sha256: String,
+    /// Relative to the files directory.
+    pub path: String,
+    pub size: u64,
+    /// False when identical content was already stored.
+    pub new: bool,
+}
+
+/// Content-addressed storage: `ab/abcdef….ext`. Writing the same content twice is a no-op,
+/// so a download repeated after a crash cannot duplicate anything.
+pub struct FilesStore {
+    dir: PathBuf,
+}
+
+impl FilesStore {
+    pub fn new(dir: PathBuf) -> Self {
+        FilesStore { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn save(&self, bytes: &[u8], url: &url::Url, content_type: Option<&str>) -> Result<Stored> {
+        let sha = hex::encode(Sha256::digest(bytes));
+        let ext = extension(url, content_type);
+        let rel = format!("{}/{sha}{ext}", &sha[..2]);
+        let path = self.dir.join(&rel);
+        if path.is_file() {
+            return Ok(Stored {
+                sha256: sha,
+                path: rel,
+                size: bytes.len() as u64,
+                new: false,
+            });
+        }
+        let parent = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create files folder {}", parent.display()))?;
+        let tmp = parent.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(Stored {
+            sha256: sha,
+            path: rel,
+            size: bytes.len() as u64,
+            new: true,
+        })
+    }
+}
+
+fn extension(url: &url::Url, content_type: Option<&str>) -> String {
+    let from_path = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .and_then(|last| last.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()))
+        .filter(|e| !e.is_empty() && e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric()));
+    if let Some(e) = from_path {
+        return format!(".{e}");
+    }
+    let ct = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    match ct {
+        "image/jpeg" => ".jpg",
+        "image/png" => ".png",
+        "image/gif" => ".gif",
+        "image/webp" => ".webp",
+        "application/pdf" => ".pdf",
+        "video/mp4" => ".mp4",
+        _ => "",
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(i: u32) -> Item {
+        Item {
+            id: format!("id{i}"),
+            url: "http://e/".into(),
+            fetched_at: "t".into(),
+            plugin: PluginRef {
+                name: "p".into(),
+                version: "1".into(),
+                sha256: "s".into(),
+            },
+            kind: "k".into(),
+            fields: serde_json::json!({ "i": i })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn resume_cuts_uncommitted_items() {
+        let dir = std::env::temp_dir().join(format!("sandcrawl-sink-{}", rand::random::<u64>()));
+        let path = dir.join("out.jsonl");
+        let token = {
+            let mut s = FileSink::open(&path, Format::Jsonl, None).unwrap();
+            s.write_page(&[item(1), item(2)]).unwrap();
+            let t = s.commit_token();
+            s.write_page(&[item(3)]).unwrap();
+            t
+        };
+        assert!(FileSink::open(&path, Format::Jsonl, None).is_err());
+        let mut s = FileSink::open(&path, Format::Jsonl, Some(&token)).unwrap();
+        s.write_page(&[item(4)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<_> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids, ["id1", "id2", "id4"]);
+        assert_eq!(s.items_written(), 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn files_are_content_addressed() {
+        let dir = std::env::temp_dir().join(format!("sandcrawl-files-{}", rand::random::<u64>()));
+        let store = FilesStore::new(dir.clone());
+        let u = url::Url::parse("http://e/a/pic.JPG?x=1").unwrap();
+        let a = store.save(b"same", &u, None).unwrap();
+        let b = store
+            .save(
+                b"same",
+                &url::Url::parse("http://e/other").unwrap(),
+                Some("image/jpeg"),
+            )
+            .unwrap();
+        assert!(a.new && !b.new);
+        assert_eq!(a.sha256, b.sha256);
+        assert!(a.path.ends_with(".jpg"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

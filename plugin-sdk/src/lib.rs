@@ -1,0 +1,150 @@
+//! The sandcrawl plugin SDK: everything a plugin author touches.
+//!
+//! A plugin is a type implementing [`Plugin`], exported with [`export_plugin!`] and built with
+//! `cargo build --release --target wasm32-wasip2`. The SDK owns the translation between the
+//! WIT contract (`wit/since_v0.1.0`) and plain Rust types, so plugin code never sees
+//! generated bindings. It must not grow anything that reaches outside the sandbox: plugins
+//! get a page and return items and links, nothing else.
+//!
+//! ```ignore
+//! use sandcrawl_plugin_sdk::prelude::*;
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn new() -> Self { Hello }
+//!     fn manifest(&self) -> Manifest {
+//!         Manifest::new("hello", env!("CARGO_PKG_VERSION")).pattern("http*://example.com/*")
+//!     }
+//!     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
+//!         let m = Extractor::new().text("title", "title").run(page)?;
+//!         out.item("page", &serde_json::json!({ "title": m.first("title") }))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_plugin!(Hello);
+//! ```
+
+mod host;
+pub mod html;
+pub mod testing;
+mod types;
+
+pub use host::{config, log};
+pub use types::{Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, ProposedLink};
+
+pub use serde;
+pub use serde_json;
+pub use url;
+
+#[cfg(feature = "dom")]
+pub use scraper;
+
+/// The contract version this SDK builds plugins against.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Everything a plugin usually needs in one `use`.
+pub mod prelude {
+    pub use crate::html::{Extractor, Matches, Record};
+    pub use crate::{
+        Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, Plugin, ProposedLink,
+        export_plugin,
+    };
+    pub use serde::Serialize;
+    pub use serde_json::json;
+}
+
+/// A site-specific parser.
+///
+/// The host creates a fresh instance for every page (plugins are instantiated per call), so
+/// `new` should be cheap and state does not carry over between pages.
+pub trait Plugin {
+    /// Builds the plugin. Read [`config`] here if the plugin is configurable.
+    fn new() -> Self
+    where
+        Self: Sized;
+
+    /// Name, version, URL patterns and default seeds.
+    fn manifest(&self) -> Manifest;
+
+    /// Whether this page should be parsed at all. The default accepts successful HTML pages;
+    /// everything else is reported to the host as "not mine" without calling [`Plugin::parse`].
+    fn wants(&self, page: &Page) -> bool {
+        page.is_success() && page.is_html()
+    }
+
+    /// Extracts items and proposes links for one page.
+    fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError>;
+}
+
+/// Runs a plugin on a page the way the host does: `wants`, then `parse`.
+pub fn run_plugin<P: Plugin>(plugin: &P, page: &Page) -> Result<Output, ParseError> {
+    if !plugin.wants(page) {
+        return Err(ParseError::NotMine);
+    }
+    let mut out = Output::default();
+    plugin.parse(page, &mut out)?;
+    Ok(out)
+}
+
+/// Generated WIT bindings. Public only so that [`export_plugin!`] can reach them.
+#[doc(hidden)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit/since_v0.1.0",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_wit",
+        default_bindings_module: "sandcrawl_plugin_sdk::wit",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use crate::wit::exports::sandcrawl::plugin::parser as abi;
+    use crate::wit::sandcrawl::plugin::types as t;
+
+    pub fn manifest<P: crate::Plugin>() -> t::PluginManifest {
+        P::new().manifest().into()
+    }
+
+    pub fn parse<P: crate::Plugin>(page: t::Page) -> Result<t::ParseOutput, t::ParseError> {
+        let page = crate::Page::from(page);
+        let plugin = P::new();
+        crate::run_plugin(&plugin, &page)
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+
+    pub use abi::Guest;
+}
+
+/// Exports a [`Plugin`] implementation as the component's `parser` interface.
+///
+/// On non-wasm targets this only type-checks the plugin, so the same crate builds natively
+/// for `cargo test`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __SandcrawlExport;
+
+        impl $crate::__private::Guest for __SandcrawlExport {
+            fn manifest() -> $crate::wit::sandcrawl::plugin::types::PluginManifest {
+                $crate::__private::manifest::<$plugin>()
+            }
+            fn parse(
+                page: $crate::wit::sandcrawl::plugin::types::Page,
+            ) -> ::core::result::Result<
+                $crate::wit::sandcrawl::plugin::types::ParseOutput,
+                $crate::wit::sandcrawl::plugin::types::ParseError,
+            > {
+                $crate::__private::parse::<$plugin>(page)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::wit::export_wit!(__SandcrawlExport with_types_in $crate::wit);
+    };
+}

@@ -1,0 +1,107 @@
+//! A deliberately hostile plugin for the sandbox tests. What it does depends on the last
+//! path segment of the page URL; any other page gets a well-behaved `ok` item, so a test can
+//! check that the next page after an attack still parses.
+
+use sandcrawl_plugin_sdk::prelude::*;
+use std::hint::black_box;
+
+pub struct Hostile;
+
+#[allow(unconditional_recursion)] // the point: recursion until the guest stack is gone
+fn recurse(n: u64) -> u64 {
+    let buf = black_box([n; 64]);
+    black_box(recurse(buf[3] + 1)) + buf[7]
+}
+
+impl Plugin for Hostile {
+    fn new() -> Self {
+        Hostile
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest::new("hostile", env!("CARGO_PKG_VERSION"))
+            .description("Misbehaves on purpose")
+            .pattern("*/hostile/*")
+    }
+
+    fn wants(&self, _page: &Page) -> bool {
+        true
+    }
+
+    fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
+        let what = page.url.rsplit('/').next().unwrap_or_default();
+        match what {
+            "loop" => {
+                let mut i: u64 = 0;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "recurse" => {
+                black_box(recurse(0));
+            }
+            "panic" => panic!("hostile plugin panics on purpose"),
+            "links" => {
+                for i in 0..1_000_000 {
+                    out.follow(format!("http://127.0.0.1/hostile/l{i}"));
+                }
+            }
+            "bigitem" => {
+                let blob = "x".repeat(100 * 1024 * 1024);
+                out.item("big", &json!({ "blob": blob }))?;
+            }
+            "manyitems" => {
+                for i in 0..100_000 {
+                    out.item("many", &json!({ "i": i }))?;
+                }
+            }
+            "stdout" => {
+                for i in 0..2_000_000 {
+                    println!("flooding stdout line {i}");
+                }
+            }
+            "file" => {
+                let r = std::fs::read_to_string("/etc/passwd");
+                out.item(
+                    "probe",
+                    &json!({ "probe": "file", "ok": r.is_ok(), "leak": r.ok() }),
+                )?;
+            }
+            "socket" => {
+                let target = page
+                    .metadata
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1:80".into());
+                let r = std::net::TcpStream::connect(target.as_str());
+                out.item("probe", &json!({ "probe": "socket", "ok": r.is_ok() }))?;
+            }
+            "env" => {
+                let vars: Vec<(String, String)> = std::env::vars().collect();
+                let args: Vec<String> = std::env::args().collect();
+                out.item(
+                    "probe",
+                    &json!({ "probe": "env", "ok": !vars.is_empty() || !args.is_empty(), "vars": vars, "args": args }),
+                )?;
+            }
+            "badjson" => {
+                out.items.push(Item {
+                    kind: "bad".into(),
+                    json: "{not json".into(),
+                });
+            }
+            _ => {
+                out.item("ok", &json!({ "url": page.url }))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(Hostile);
