@@ -13,7 +13,6 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -293,61 +292,40 @@ impl Runtime {
     }
 
     /// Loads every `*.wasm` in `dir` (sorted by file name). Each failure is one message naming
-    /// the file; the other plugins still load. Duplicate names are rejected after the first.
+    /// the file; the other plugins still load.
     pub fn load_dir(&self, dir: &Path) -> Result<(Vec<Plugin>, Vec<String>)> {
-        let entries = std::fs::read_dir(dir).with_context(|| {
-            format!(
-                "cannot read plugin folder {}: check the path (--plugins)",
-                dir.display()
-            )
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        paths.sort();
-        self.load_files(&paths)
+        Ok(self.load_files(&wasm_files(dir)?))
     }
 
-    /// Loads the given files (or folders of `*.wasm`).
+    /// Loads the given files (or folders of `*.wasm`). Duplicate names are rejected after
+    /// the first.
     pub fn load_paths(&self, paths: &[PathBuf]) -> Result<(Vec<Plugin>, Vec<String>)> {
-        let mut plugins = Vec::new();
-        let mut errors = Vec::new();
+        let mut files = Vec::new();
         for p in paths {
-            let (ok, bad) = if p.is_dir() {
-                self.load_dir(p)?
+            if p.is_dir() {
+                files.extend(wasm_files(p)?);
             } else {
-                self.load_files(std::slice::from_ref(p))?
-            };
-            plugins.extend(ok);
-            errors.extend(bad);
-        }
-        let mut seen = HashSet::new();
-        let mut unique = Vec::new();
-        for p in plugins {
-            if seen.insert(p.info.name.clone()) {
-                unique.push(p);
-            } else {
-                errors.push(format!(
-                    "{}: a plugin named {:?} is already loaded; rename one of them (manifest name)",
-                    p.info.path.display(),
-                    p.info.name
-                ));
+                files.push(p.clone());
             }
         }
-        Ok((unique, errors))
+        Ok(self.load_files(&files))
     }
 
-    fn load_files(&self, paths: &[PathBuf]) -> Result<(Vec<Plugin>, Vec<String>)> {
-        let mut plugins = Vec::new();
+    fn load_files(&self, paths: &[PathBuf]) -> (Vec<Plugin>, Vec<String>) {
+        let mut plugins: Vec<Plugin> = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
             match self.load_file(path) {
+                Ok(p) if plugins.iter().any(|q| q.info.name == p.info.name) => errors.push(format!(
+                    "{}: a plugin named {:?} is already loaded; rename one of them (manifest name)",
+                    path.display(),
+                    p.info.name
+                )),
                 Ok(p) => plugins.push(p),
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
-        Ok((plugins, errors))
+        (plugins, errors)
     }
 
     /// Loads, checks and (via the cache) compiles one plugin file.
@@ -493,6 +471,21 @@ impl std::hash::Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
+}
+
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "cannot read plugin folder {}: check the path (--plugins)",
+            dir.display()
+        )
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
@@ -758,10 +751,13 @@ impl Plugin {
             ),
             Some(trap) => {
                 let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
-                let panic_line = said
-                    .lines()
-                    .find(|l| l.contains("panicked"))
-                    .map(|l| truncate(l, 300).into_owned());
+                // Rust prints "thread '..' panicked at file:line:col:" and the message on
+                // the next line.
+                let mut lines = said.lines().skip_while(|l| !l.contains("panicked"));
+                let panic_line = lines.next().map(|at| {
+                    let msg = lines.next().unwrap_or("");
+                    truncate(&format!("{msg} ({})", at.trim_end_matches(':')), 300).into_owned()
+                });
                 match panic_line {
                     Some(p) => PluginError::Trap(format!("plugin panicked: {p}")),
                     None => PluginError::Trap(format!("{trap}")),

@@ -64,7 +64,12 @@ impl Robots {
 
     /// Parses a robots.txt body for `agent` (the product token, e.g. "sandcrawl").
     pub fn parse(agent: &str, body: &[u8]) -> Self {
-        let body = &body[..body.len().min(MAX_ROBOTS_BYTES)];
+        let body = sanitize(&body[..body.len().min(MAX_ROBOTS_BYTES)]);
+        let body = &body[..];
+        if !has_group(body) {
+            // RFC 9309 §2.1: rules belong to groups; rules outside any group apply to no one.
+            return Robots::allow_all("no user-agent groups; allowing all");
+        }
         match texting_robots::Robot::new(agent, body) {
             Ok(robot) => Robots {
                 crawl_delay: robot
@@ -100,10 +105,25 @@ impl Robots {
     }
 
     pub fn allowed(&self, url: &Url) -> bool {
+        self.allowed_str(url.as_str())
+    }
+
+    /// Matches a URL exactly as given. RFC 9309 leaves percent-encoding the URL to the
+    /// caller; the crawler's own URLs are always encoded by the `url` crate.
+    pub fn allowed_str(&self, url: &str) -> bool {
         match &self.rules {
             Rules::AllowAll => true,
-            Rules::DisallowAll => url.path() == "/robots.txt",
-            Rules::Parsed(r) => r.allowed(url.as_str()),
+            Rules::DisallowAll => url.ends_with("/robots.txt"),
+            // Google's contract: octets outside ASCII in an unencoded URL are compared raw
+            // and so never equal a (percent-encoded) rule; stand in a byte no rule contains.
+            Rules::Parsed(r) if !url.is_ascii() => {
+                let raw: String = url
+                    .chars()
+                    .map(|c| if c.is_ascii() { c } else { '\u{1}' })
+                    .collect();
+                r.allowed(&raw)
+            }
+            Rules::Parsed(r) => r.allowed(url),
         }
     }
 
@@ -114,6 +134,45 @@ impl Robots {
     /// True when the verdict is the temporary "unreachable" disallow-all.
     pub fn unreachable(&self) -> bool {
         matches!(self.rules, Rules::DisallowAll)
+    }
+}
+
+/// Whether any line starts a group (`user-agent:`, with the spellings RFC 9309 parsers accept).
+fn has_group(body: &[u8]) -> bool {
+    body.split(|&b| b == b'\n' || b == b'\r').any(|line| {
+        let line = String::from_utf8_lossy(line)
+            .trim_start()
+            .to_ascii_lowercase();
+        let key: String = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+            .collect();
+        line.contains(':') && key == "useragent"
+    })
+}
+
+/// Skips a UTF-8 byte order mark, or the part of one a file starts with, the way Google's
+/// reference parser does; a first line that then starts with a control or non-ASCII byte is
+/// a broken line, not a directive, so it is dropped rather than guessed at.
+fn sanitize(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+    let mut skip = 0;
+    while skip < 3 && body.get(skip) == Some(&BOM[skip]) {
+        skip += 1;
+    }
+    let rest = &body[skip..];
+    match rest.first() {
+        Some(&b) if (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b >= 0x80 => {
+            let cut = rest
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(rest.len(), |p| p + 1);
+            std::borrow::Cow::Owned(rest[cut..].to_vec())
+        }
+        _ => std::borrow::Cow::Borrowed(rest),
     }
 }
 

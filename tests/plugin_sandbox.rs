@@ -1,0 +1,345 @@
+//! The plugin platform end to end: real .wasm components run by the real runtime.
+//! Example plugins on fixture pages give exact items and links; hostile plugins are stopped
+//! within their budget with a clear error, and the next page still parses.
+
+use sandcrawl::plugin::{Limits, LinkKind, PageInput, Plugin, PluginError, Runtime};
+use sandcrawl_e2e::{plugin, root, tempdir};
+use std::time::{Duration, Instant};
+
+fn runtime(limits: Limits) -> Runtime {
+    Runtime::new(limits, Some(tempdir("cache"))).expect("runtime")
+}
+
+fn page(url: &str, body: &[u8]) -> PageInput {
+    PageInput {
+        url: url.into(),
+        status: 200,
+        headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+        body: body.to_vec(),
+        encoding: "UTF-8".into(),
+        ..PageInput::default()
+    }
+}
+
+fn fixture(plugin: &str, name: &str) -> Vec<u8> {
+    std::fs::read(
+        root()
+            .join("plugins")
+            .join(plugin)
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+#[test]
+fn example_plugins_give_exact_items_and_links() {
+    let rt = runtime(Limits::default());
+    let quotes = rt.load_file(&plugin("quotes")).expect("load quotes");
+    assert_eq!(quotes.info.name, "quotes");
+    assert_eq!(quotes.info.wit_version, "0.1.0");
+    assert_eq!(quotes.info.sha256.len(), 64);
+
+    let out = quotes
+        .parse(&page(
+            "http://demo.test/quotes/page/1/",
+            &fixture("quotes", "quotes-page-1.html"),
+        ))
+        .expect("parse quotes");
+    assert_eq!(out.items.len(), 10);
+    assert_eq!(out.items[0].kind, "quote");
+    assert_eq!(
+        serde_json::Value::Object(out.items[0].fields.clone()),
+        serde_json::json!({
+            "text": "Quote 1: patience is the road that rivers walks on.",
+            "author": "Ada Quill",
+            "tags": ["life"]
+        })
+    );
+    let next = out
+        .links
+        .iter()
+        .find(|l| l.priority == 10)
+        .expect("next link");
+    assert_eq!(next.url, "http://demo.test/quotes/page/2/");
+    assert_eq!(out.links.len(), 11);
+    assert_eq!(out.links[0].metadata.as_deref(), Some("Ada Quill"));
+
+    let author = quotes
+        .parse(&page(
+            "http://demo.test/author/ada-quill/",
+            &fixture("quotes", "author-ada-quill.html"),
+        ))
+        .expect("parse author");
+    assert_eq!(
+        serde_json::Value::Object(author.items[0].fields.clone()),
+        serde_json::json!({
+            "name": "Ada Quill",
+            "born": "March 3, 1900",
+            "description": "Ada Quill wrote about patience and laughter."
+        })
+    );
+
+    let products = rt.load_file(&plugin("products")).expect("load products");
+    let out = products
+        .parse(&page(
+            "http://demo.test/catalogue/travel-book-1/index.html",
+            &fixture("products", "product-travel-book-1.html"),
+        ))
+        .expect("parse product");
+    assert_eq!(out.items.len(), 1);
+    let p = serde_json::Value::Object(out.items[0].fields.clone());
+    assert_eq!(p["title"], "Travel Book 1");
+    assert_eq!(p["price"], 10.99);
+    assert_eq!(p["in_stock"], true);
+    assert_eq!(out.links.len(), 1);
+    assert_eq!(out.links[0].kind, LinkKind::Download);
+    assert_eq!(out.links[0].url, "http://demo.test/media/p0.jpg");
+}
+
+#[test]
+fn plugin_config_reaches_the_guest() {
+    let rt = runtime(Limits::default());
+    let mut products = rt.load_file(&plugin("products")).expect("load");
+    products.set_config(&serde_json::json!({ "currency": "CHF" }));
+    let out = products
+        .parse(&page(
+            "http://demo.test/catalogue/x/index.html",
+            b"<div class=product_main><h1>X</h1><p class=price_color>12.50</p></div>",
+        ))
+        .expect("parse");
+    assert_eq!(out.items[0].fields["currency"], "CHF");
+}
+
+fn hostile(limits: Limits) -> Plugin {
+    runtime(limits)
+        .load_file(&plugin("hostile"))
+        .expect("load hostile")
+}
+
+fn attack(
+    p: &Plugin,
+    what: &str,
+) -> (
+    Result<sandcrawl::plugin::ParseOutput, PluginError>,
+    Duration,
+) {
+    let t = Instant::now();
+    let r = p.parse(&page(
+        &format!("http://t.test/hostile/{what}"),
+        b"<html></html>",
+    ));
+    (r, t.elapsed())
+}
+
+/// After every attack, the same plugin parses an ordinary page normally.
+fn still_works(p: &Plugin) {
+    let out = p
+        .parse(&page("http://t.test/hostile/fine", b"<html></html>"))
+        .expect("a well-behaved page after an attack");
+    assert_eq!(out.items.len(), 1);
+    assert_eq!(out.items[0].kind, "ok");
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_the_deadline() {
+    let p = hostile(Limits {
+        timeout_ms: 300,
+        ..Limits::default()
+    });
+    let (r, took) = attack(&p, "loop");
+    assert_eq!(r.unwrap_err(), PluginError::Timeout(300));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    still_works(&p);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_cap() {
+    let p = hostile(Limits {
+        memory_mib: 32,
+        ..Limits::default()
+    });
+    let (r, took) = attack(&p, "oom");
+    assert_eq!(r.unwrap_err(), PluginError::Memory(32));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    still_works(&p);
+}
+
+#[test]
+fn deep_recursion_traps() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "recurse");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), "trap", "{e}");
+    still_works(&p);
+}
+
+#[test]
+fn panic_is_reported_with_its_message() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "panic");
+    match r.unwrap_err() {
+        PluginError::Trap(m) => assert!(m.contains("hostile plugin panics on purpose"), "{m}"),
+        other => panic!("expected a trap, got {other}"),
+    }
+    still_works(&p);
+}
+
+#[test]
+fn a_million_links_is_refused() {
+    let p = hostile(Limits::default());
+    let (r, took) = attack(&p, "links");
+    let e = r.unwrap_err();
+    assert!(matches!(e.kind(), "output_limit" | "memory"), "{e}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    still_works(&p);
+}
+
+#[test]
+fn a_100_mb_item_is_refused() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "bigitem");
+    let e = r.unwrap_err();
+    assert!(matches!(e.kind(), "output_limit" | "memory"), "{e}");
+    still_works(&p);
+}
+
+#[test]
+fn too_many_items_is_refused_exactly() {
+    let p = hostile(Limits {
+        max_items: 1000,
+        ..Limits::default()
+    });
+    let (r, _) = attack(&p, "manyitems");
+    assert_eq!(
+        r.unwrap_err(),
+        PluginError::OutputLimit("100000 items (limits.max_items = 1000)".into())
+    );
+    still_works(&p);
+}
+
+#[test]
+fn stdout_flood_is_cut() {
+    let p = hostile(Limits::default());
+    let (r, took) = attack(&p, "stdout");
+    assert_eq!(r.unwrap_err().kind(), "trap");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    still_works(&p);
+}
+
+#[test]
+fn invalid_item_json_is_reported() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "badjson");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), "invalid_output");
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+}
+
+fn probe(p: &Plugin, what: &str, metadata: Option<String>) -> serde_json::Value {
+    let mut pg = page(&format!("http://t.test/hostile/{what}"), b"");
+    pg.metadata = metadata;
+    let out = p.parse(&pg).expect("probe runs");
+    serde_json::Value::Object(out.items[0].fields.clone())
+}
+
+#[test]
+fn no_files_sockets_or_environment() {
+    let p = hostile(Limits::default());
+    let f = probe(&p, "file", None);
+    assert_eq!(f["ok"], false, "{f}");
+    assert_eq!(f["leak"], serde_json::Value::Null);
+
+    // A real listener on loopback: the guest must still not reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("addr").to_string();
+    let s = probe(&p, "socket", Some(target));
+    assert_eq!(s["ok"], false, "{s}");
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(listener.accept().is_err(), "the plugin opened a connection");
+
+    // SAFETY: tests in this binary do not read the environment concurrently with this write.
+    unsafe { std::env::set_var("SANDCRAWL_SECRET", "hunter2") };
+    let e = probe(&p, "env", None);
+    assert_eq!(e["ok"], false, "{e}");
+}
+
+#[test]
+fn plugin_built_for_another_wit_version_is_rejected_clearly() {
+    let rt = runtime(Limits::default());
+    let err = rt
+        .load_file(&plugin("future-wit"))
+        .err()
+        .expect("must be rejected");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("sandcrawl:plugin@9.0.0"), "{msg}");
+    assert!(msg.contains("supports 0.1.0"), "{msg}");
+    assert!(msg.contains("future-wit.wasm"), "{msg}");
+}
+
+#[test]
+fn bad_files_get_one_line_each_and_the_rest_still_load() {
+    let dir = tempdir("plugdir");
+    std::fs::copy(plugin("quotes"), dir.join("a-quotes.wasm")).expect("copy");
+    std::fs::copy(plugin("quotes"), dir.join("b-quotes-again.wasm")).expect("copy");
+    std::fs::copy(plugin("future-wit"), dir.join("c-future.wasm")).expect("copy");
+    std::fs::write(dir.join("d-garbage.wasm"), b"this is not wasm").expect("write");
+    // A core module (what wasm32-unknown-unknown produces): magic + version 1.
+    std::fs::write(dir.join("e-core.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    std::fs::copy(plugin("products"), dir.join("f-products.wasm")).expect("copy");
+    let rt = runtime(Limits::default());
+    let (ok, errors) = rt.load_dir(&dir).expect("folder readable");
+    let names: Vec<_> = ok.iter().map(|p| p.info.name.as_str()).collect();
+    assert_eq!(names, ["quotes", "products"]);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(errors.iter().all(|e| !e.contains('\n')), "{errors:#?}");
+    let joined = errors.join("\n");
+    assert!(
+        joined.contains("b-quotes-again.wasm: a plugin named \"quotes\" is already loaded"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("c-future.wasm: built against WIT sandcrawl:plugin@9.0.0"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("d-garbage.wasm: not a WebAssembly file"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("e-core.wasm: a core wasm module, not a component"),
+        "{joined}"
+    );
+
+    let missing = rt
+        .load_dir(&dir.join("nope"))
+        .err()
+        .expect("missing folder is an error");
+    assert!(format!("{missing:#}").contains("cannot read plugin folder"));
+}
+
+#[test]
+fn compiled_code_is_cached_on_disk() {
+    let cache = tempdir("cache2");
+    let rt = Runtime::new(Limits::default(), Some(cache.clone())).expect("runtime");
+    rt.load_file(&plugin("noop")).expect("first load compiles");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".cwasm"));
+    // A second runtime loads from the cache; a corrupt cache file is recompiled, not trusted.
+    std::fs::write(cache.join(&files[0]), b"corrupt").expect("corrupt it");
+    let rt2 = Runtime::new(Limits::default(), Some(cache.clone())).expect("runtime");
+    let p = rt2
+        .load_file(&plugin("noop"))
+        .expect("recompiles over a corrupt cache entry");
+    assert!(
+        p.parse(&page("http://x.test/", b""))
+            .expect("noop")
+            .items
+            .is_empty()
+    );
+}

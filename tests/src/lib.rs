@@ -1,0 +1,238 @@
+//! Shared helpers for the end-to-end tests: where the built binary and plugins are, and a
+//! small hyper server on 127.0.0.1 with a request log. Tests never talk to anything but
+//! loopback, and every wait here is bounded.
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The `sandcrawl` binary built by `./dev test` (release profile).
+pub fn bin() -> PathBuf {
+    let p = target_dir().join("release").join("sandcrawl");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the suite with ./dev test, which builds it first",
+        p.display()
+    );
+    p
+}
+
+/// A plugin built by `./dev test`: example plugins in target/plugins, test plugins in
+/// target/test-plugins.
+pub fn plugin(name: &str) -> PathBuf {
+    for dir in ["plugins", "test-plugins"] {
+        let p = target_dir().join(dir).join(format!("{name}.wasm"));
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "plugin {name}.wasm is missing: run the suite with ./dev test, which builds the plugins first"
+    );
+}
+
+/// A fresh, unique temporary directory.
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("sandcrawl-e2e-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn html(status: u16, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(full(body))
+        .expect("valid response")
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub path: String,
+    pub at: Instant,
+    /// The server's count of requests in flight when this one arrived (itself included).
+    pub concurrent: usize,
+    pub user_agent: String,
+}
+
+/// A test server; stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Hit>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.hits().into_iter().map(|h| h.path).collect()
+    }
+}
+
+/// Serves `handler` on `ip:0` (HTTP/1.1 and h2c) and logs every request.
+pub async fn serve<F, Fut>(ip: &str, handler: F) -> Server
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind test server");
+    let addr = listener.local_addr().expect("local addr");
+    let log: Arc<Mutex<Vec<Hit>>> = Arc::default();
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = Arc::new(handler);
+    let task_log = Arc::clone(&log);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (log, handler, active) = (
+                Arc::clone(&task_log),
+                Arc::clone(&handler),
+                Arc::clone(&active),
+            );
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (log, handler, active) =
+                        (Arc::clone(&log), Arc::clone(&handler), Arc::clone(&active));
+                    async move {
+                        let now = active.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        let user_agent = req
+                            .headers()
+                            .get("user-agent")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        if let Ok(mut l) = log.lock() {
+                            l.push(Hit {
+                                path,
+                                at: Instant::now(),
+                                concurrent: now,
+                                user_agent,
+                            });
+                        }
+                        let resp = handler(req).await;
+                        active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Server { addr, log, task }
+}
+
+/// Serves the bundled demo site, each response delayed by `delay`.
+pub async fn demo_site(ip: &str, delay: Duration) -> Server {
+    serve(ip, move |req| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let (status, ct, body) = sandcrawl::demo::respond(req.uri().path());
+        Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .body(full(body))
+            .expect("valid response")
+    })
+    .await
+}
+
+/// Reads a JSONL items file.
+pub fn read_items(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l:?}: {e}")))
+        .collect()
+}
+
+/// Runs the sandcrawl binary to completion (bounded by `timeout`), returning (status, stdout, stderr).
+pub fn run_bin(args: &[&str], timeout: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .env("SANDCRAWL_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sandcrawl");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "sandcrawl {args:?} did not finish within {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
