@@ -303,7 +303,15 @@ pub async fn run(
                     continue;
                 }
                 dispatchable = true;
-                while politeness.can_start(host, now) && budget_left(&frontier, in_flight_pages) {
+                let under_cap = |fr: &SledFrontier, pol: &Politeness| {
+                    per_host_cap.is_none_or(|cap| {
+                        fr.host_pages(host) + (pol.host_in_flight(host) as u64) < cap
+                    })
+                };
+                while politeness.can_start(host, now)
+                    && budget_left(&frontier, in_flight_pages)
+                    && under_cap(&frontier, &politeness)
+                {
                     let Some(lease) = frontier.lease(host)? else {
                         break;
                     };

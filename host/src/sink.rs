@@ -283,12 +283,20 @@ impl FilesStore {
             rand::random::<u64>()
         ));
         std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)?;
+        // A hard link fails if the name exists, so of two workers storing the same content
+        // at once exactly one reports it as new.
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        let new = match linked {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e).with_context(|| format!("storing {}", path.display())),
+        };
         Ok(Stored {
             sha256: sha,
             path: rel,
             size: bytes.len() as u64,
-            new: true,
+            new,
         })
     }
 }
