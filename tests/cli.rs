@@ -1,1 +1,242 @@
-//! placeholder
+//! The command line as a user meets it: plugin inspection, offline replay, and bad input
+//! that must end in one clear line and a non-zero exit with nothing damaged.
+
+use sandcrawl_e2e::{plugin, root, run_bin, tempdir};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+fn first_error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_else(|| panic!("no error line in: {stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn plugins_list_and_check() {
+    let dir = tempdir("list");
+    for p in ["quotes", "products"] {
+        std::fs::copy(plugin(p), dir.join(format!("{p}.wasm"))).expect("copy");
+    }
+    let d = dir.display().to_string();
+    let (st, out, err) = run_bin(&["plugins", "list", &d, "--json"], T);
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let names: Vec<_> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["products", "quotes"]);
+    assert_eq!(v[0]["wit_version"], "0.1.0");
+    assert_eq!(v[0]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(v[0]["patterns"][0], "http*://*/catalogue/*");
+
+    let (st, out, _) = run_bin(&["plugins", "list", &d], T);
+    assert!(st.success());
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("quotes") && l.contains("0.1.0")),
+        "{out}"
+    );
+
+    let q = plugin("quotes").display().to_string();
+    let (st, out, _) = run_bin(&["plugins", "check", &q], T);
+    assert!(st.success());
+    assert!(out.starts_with("ok: quotes 0.1.0 (WIT 0.1.0"), "{out}");
+
+    let f = plugin("future-wit").display().to_string();
+    let (st, _, err) = run_bin(&["plugins", "check", &f], T);
+    assert!(!st.success());
+    let line = first_error_line(&err);
+    assert!(
+        line.contains("sandcrawl:plugin@9.0.0") && line.contains("rebuild"),
+        "{line}"
+    );
+}
+
+#[test]
+fn parse_replays_a_saved_page_deterministically() {
+    let page = root()
+        .join("plugins/quotes/tests/fixtures/quotes-page-1.html")
+        .display()
+        .to_string();
+    let q = plugin("quotes").display().to_string();
+    let args = [
+        "parse",
+        "--plugin",
+        &q,
+        "--url",
+        "http://demo.test/quotes/page/1/",
+        &page,
+    ];
+    let (st, out, err) = run_bin(&args, T);
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(10));
+    assert_eq!(v["items"][0]["kind"], "quote");
+    assert_eq!(v["items"][0]["fields"]["author"], "Ada Quill");
+    assert_eq!(v["links"].as_array().map(Vec::len), Some(11));
+    assert_eq!(v["plugin"]["name"], "quotes");
+    let (_, again, _) = run_bin(&args, T);
+    assert_eq!(out, again, "replay must be deterministic");
+
+    let (st, _, err) = run_bin(&["parse", "--plugin", &q, "--url", "not a url", &page], T);
+    assert!(!st.success());
+    assert!(first_error_line(&err).contains("--url"), "{err}");
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let dir = tempdir("bad");
+    let state = dir.join("state").display().to_string();
+
+    let (st, _, err) = run_bin(&["run", "--bogus"], T);
+    assert_eq!(st.code(), Some(2));
+    assert!(first_error_line(&err).contains("--bogus"), "{err}");
+
+    let cfg = dir.join("crawl.toml");
+    std::fs::write(
+        &cfg,
+        "seeds = [\"http://127.0.0.1:1/\"]\n[politeness]\nconcurency = 4\n",
+    )
+    .expect("write");
+    let c = cfg.display().to_string();
+    let (st, _, err) = run_bin(&["run", "--config", &c, "--state", &state], T);
+    assert_eq!(st.code(), Some(1));
+    let line = first_error_line(&err);
+    assert!(
+        line.contains("crawl.toml") && line.contains("concurency"),
+        "{line}"
+    );
+    assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1);
+
+    std::fs::write(&cfg, "seeds = [\"http://127.0.0.1:1/\"\n").expect("write");
+    let (st, _, err) = run_bin(&["run", "--config", &c, "--state", &state], T);
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("crawl.toml"), "{err}");
+
+    let (st, _, err) = run_bin(&["run", "--state", &state, "--no-progress", "not a url"], T);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        first_error_line(&err).contains("seed URL \"not a url\""),
+        "{err}"
+    );
+
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &state,
+            "--no-progress",
+            "ftp://example.com/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("must be http(s)"), "{err}");
+
+    let missing = dir.join("no-such-folder").display().to_string();
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--plugins",
+            &missing,
+            "--state",
+            &state,
+            "http://127.0.0.1:1/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        first_error_line(&err).contains("does not exist; check --plugins"),
+        "{err}"
+    );
+
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &state,
+            "--set",
+            "politeness.per_host=0",
+            "http://127.0.0.1:1/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("per_host"), "{err}");
+
+    // A state directory that is not sandcrawl's (or from an incompatible version) is refused
+    // and left exactly as it was.
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(foreign.join("frontier.sled")).expect("mkdir");
+    std::fs::write(
+        foreign.join("frontier.sled").join("db"),
+        b"not a sled database",
+    )
+    .expect("write");
+    let f = foreign.display().to_string();
+    let (st, _, err) = run_bin(
+        &["run", "--state", &f, "--no-progress", "http://127.0.0.1:1/"],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("state directory"), "{err}");
+    assert_eq!(
+        std::fs::read(foreign.join("frontier.sled").join("db")).expect("read"),
+        b"not a sled database"
+    );
+
+    // An output file with data the state knows nothing about is not mixed into.
+    let out = dir.join("existing.jsonl");
+    std::fs::write(&out, b"{\"mine\":1}\n").expect("write");
+    let o = out.display().to_string();
+    let fresh = dir.join("fresh").display().to_string();
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &fresh,
+            "--out",
+            &o,
+            "--no-progress",
+            "http://127.0.0.1:1/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("already has data"), "{err}");
+    assert_eq!(std::fs::read(&out).expect("read"), b"{\"mine\":1}\n");
+}
+
+#[test]
+fn demo_command_crawls_the_bundled_site() {
+    let dir = tempdir("demo");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    for p in ["quotes", "products"] {
+        std::fs::copy(plugin(p), plugins.join(format!("{p}.wasm"))).expect("copy");
+    }
+    let state = dir.join("demo-crawl").display().to_string();
+    let pl = plugins.display().to_string();
+    let (st, _, err) = run_bin(
+        &["demo", "--plugins", &pl, "--state", &state, "--no-progress"],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    let total: usize = sandcrawl::demo::expected_items()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(err.contains(&format!("{total} items written")), "{err}");
+    assert!(err.contains("items: "), "{err}");
+    assert_eq!(
+        sandcrawl_e2e::read_items(&dir.join("demo-crawl/items.jsonl")).len(),
+        total
+    );
+}

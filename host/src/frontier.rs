@@ -117,6 +117,46 @@ pub trait Frontier: Send {
     fn flush(&self) -> Result<()>;
 }
 
+/// The file that says "this is a sandcrawl state directory, format N".
+pub const MARKER: &str = "sandcrawl-state.json";
+
+/// Refuses directories that are not ours or are from another format, before anything in
+/// them is opened (opening a foreign sled database could rewrite it).
+fn check_marker(dir: &Path) -> Result<()> {
+    let marker = dir.join(MARKER);
+    match std::fs::read(&marker) {
+        Ok(raw) => {
+            let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+            let found = v.get("format").and_then(|f| f.as_u64());
+            if found != Some(FORMAT_VERSION) {
+                bail!(
+                    "state directory {} has format {}, this sandcrawl writes format {FORMAT_VERSION}; use a fresh --state or the sandcrawl version that wrote it",
+                    dir.display(),
+                    found.map_or("unknown".to_owned(), |f| f.to_string())
+                );
+            }
+            Ok(())
+        }
+        Err(_) => {
+            let non_empty = std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if non_empty {
+                bail!(
+                    "{} is not empty and is not a sandcrawl state directory (no {MARKER}); use a fresh --state",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+            let doc = serde_json::json!({ "format": FORMAT_VERSION, "written_by": format!("sandcrawl {}", env!("CARGO_PKG_VERSION")) });
+            std::fs::write(&marker, serde_json::to_vec_pretty(&doc)?)
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+            Ok(())
+        }
+    }
+}
+
 fn host_hash(host: &str) -> [u8; 8] {
     let d = Sha256::digest(host.as_bytes());
     let mut h = [0u8; 8];
@@ -158,8 +198,7 @@ impl SledFrontier {
     /// Opens (or creates) the store in `dir`. Leased URLs from an interrupted run go back to
     /// their queues.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        check_marker(dir)?;
         let db = sled::Config::new()
             .path(dir.join("frontier.sled"))
             // Flushes happen at our commit points only; see ARCHITECTURE.md (crash safety).
@@ -488,18 +527,24 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_format_versions() {
+    fn refuses_other_format_versions_and_foreign_dirs() {
         let dir = tempdir();
-        {
-            let f = SledFrontier::open(&dir).unwrap();
-            f.tree
-                .insert(key(b'm', b"format"), &99u64.to_be_bytes())
-                .unwrap();
-            f.flush().unwrap();
-        }
+        drop(SledFrontier::open(&dir).unwrap());
+        std::fs::write(dir.join(MARKER), br#"{"format": 99}"#).unwrap();
         let err = SledFrontier::open(&dir).err().unwrap().to_string();
         assert!(err.contains("format 99"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+
+        let foreign = tempdir();
+        std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+        let err = SledFrontier::open(&foreign).err().unwrap().to_string();
+        assert!(err.contains("not a sandcrawl state directory"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&foreign).unwrap().count(),
+            1,
+            "nothing was written"
+        );
+        std::fs::remove_dir_all(&foreign).ok();
     }
 
     fn tempdir() -> std::path::PathBuf {

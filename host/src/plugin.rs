@@ -302,6 +302,12 @@ impl Runtime {
     pub fn load_paths(&self, paths: &[PathBuf]) -> Result<(Vec<Plugin>, Vec<String>)> {
         let mut files = Vec::new();
         for p in paths {
+            if !p.exists() {
+                bail!(
+                    "plugin path {} does not exist; check --plugins",
+                    p.display()
+                );
+            }
             if p.is_dir() {
                 files.extend(wasm_files(p)?);
             } else {

@@ -40,7 +40,33 @@ pub fn bin() -> PathBuf {
         "{} is missing: run the suite with ./dev test, which builds it first",
         p.display()
     );
+    // `cargo test` rebuilds the library these tests link, not the binary they run: refuse a
+    // binary older than its sources rather than test stale code.
+    let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(src)) = (built, newest_mtime(&root().join("host"))) {
+        assert!(
+            built >= src,
+            "{} is older than host/ sources: run ./dev test (or cargo build --release -p sandcrawl) first",
+            p.display()
+        );
+    }
     p
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else if path.extension().is_some_and(|x| x == "rs" || x == "toml") {
+            e.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// A plugin built by `./dev test`: example plugins in target/plugins, test plugins in
