@@ -239,11 +239,18 @@ impl Fetcher {
     {
         let deadline = Duration::from_millis(self.cfg.total_timeout_ms);
         let started = Instant::now();
+        // Credentials in the URL travel as Basic auth to that URL's origin only: a redirect to
+        // another scheme, host or port drops them.
+        let origin = url.origin();
+        let credentials = basic_auth(url);
         let work = async {
             let mut current = url.clone();
             let mut chain: Vec<Url> = Vec::new();
             loop {
-                let (status, headers, location, resp) = self.request(&current).await?;
+                let auth = credentials
+                    .as_deref()
+                    .filter(|_| current.origin() == origin);
+                let (status, headers, location, resp) = self.request(&current, auth).await?;
                 if let Some(loc) = location.filter(|_| (300..400).contains(&status)) {
                     let next = current.join(&loc).map_err(|e| {
                         FetchError::RedirectRefused(format!("bad Location {loc:?}: {e}"))
@@ -293,6 +300,7 @@ impl Fetcher {
     async fn request(
         &self,
         url: &Url,
+        auth: Option<&str>,
     ) -> Result<
         (
             u16,
@@ -308,10 +316,13 @@ impl Fetcher {
                 self.cfg.max_url_len
             )));
         }
-        let uri: hyper::Uri = url
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let uri: hyper::Uri = bare
             .as_str()
             .parse()
-            .map_err(|e| FetchError::BadUrl(format!("{url}: {e}")))?;
+            .map_err(|e| FetchError::BadUrl(format!("{bare}: {e}")))?;
         let mut req = hyper::Request::get(uri)
             .header(header::USER_AGENT, self.cfg.user_agent.as_str())
             .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
@@ -322,8 +333,9 @@ impl Fetcher {
         for (k, v) in self.headers.iter() {
             req = req.header(k, v);
         }
-        // Credentials in the URL never travel further than the URL they were given for:
-        // hyper does not turn userinfo into Authorization, and redirects build fresh requests.
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| FetchError::BadUrl(e.to_string()))?;
@@ -418,6 +430,27 @@ impl Fetcher {
         let wire_bytes = wire.load(std::sync::atomic::Ordering::Relaxed);
         Ok((Bytes::from(body), wire_bytes, truncated, version))
     }
+}
+
+fn basic_auth(url: &Url) -> Option<String> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let pair = format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or(""))
+    );
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {

@@ -63,6 +63,7 @@ pub struct Feedback {
 struct Host {
     in_flight: usize,
     next_start: Option<Instant>,
+    last_start: Option<Instant>,
     blocked_until: Option<Instant>,
     crawl_delay: Duration,
     adaptive_delay: Duration,
@@ -92,6 +93,7 @@ impl Politeness {
         self.hosts.entry(host.to_owned()).or_insert(Host {
             in_flight: 0,
             next_start: None,
+            last_start: None,
             blocked_until: None,
             crawl_delay: Duration::ZERO,
             adaptive_delay: Duration::ZERO,
@@ -141,6 +143,7 @@ impl Politeness {
         };
         let h = self.host(host);
         h.in_flight += 1;
+        h.last_start = Some(now);
         if !delay.is_zero() || !jitter.is_zero() {
             h.next_start = Some(now + delay + jitter);
         }
@@ -173,8 +176,14 @@ impl Politeness {
     }
 
     /// robots.txt Crawl-delay for `host`.
+    /// Robots.txt is read by the host's first request, so the delay also applies from that
+    /// request's start.
     pub fn set_crawl_delay(&mut self, host: &str, delay: Duration) {
-        self.host(host).crawl_delay = delay.min(Duration::from_secs(3600));
+        let h = self.host(host);
+        h.crawl_delay = delay.min(Duration::from_secs(3600));
+        if let Some(last) = h.last_start {
+            h.next_start = h.next_start.max(Some(last + h.crawl_delay));
+        }
     }
 
     /// Blocks the whole host for `wait` (Retry-After, refused connections, DNS failures).
