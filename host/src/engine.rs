@@ -77,15 +77,15 @@ impl Scope {
         if !in_domain {
             return Err("off_domain");
         }
-        if let Some(deny) = &self.deny {
-            if deny.is_match(url.as_str()) {
-                return Err("denied_pattern");
-            }
+        if let Some(deny) = &self.deny
+            && deny.is_match(url.as_str())
+        {
+            return Err("denied_pattern");
         }
-        if let Some(allow) = &self.allow {
-            if !allow.is_match(url.as_str()) {
-                return Err("not_allowed_pattern");
-            }
+        if let Some(allow) = &self.allow
+            && !allow.is_match(url.as_str())
+        {
+            return Err("not_allowed_pattern");
         }
         Ok(())
     }
@@ -98,11 +98,14 @@ impl Scope {
     }
 }
 
+/// One host's robots.txt; the async mutex makes concurrent first requests wait for one fetch.
+type RobotsSlot = Arc<tokio::sync::Mutex<Option<Arc<Robots>>>>;
+
 /// robots.txt per host, fetched once and shared by every worker; concurrent first requests
 /// to a host wait for one fetch.
 #[derive(Default)]
 pub struct RobotsCache {
-    hosts: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Robots>>>>>>,
+    hosts: Mutex<HashMap<String, RobotsSlot>>,
 }
 
 impl RobotsCache {
@@ -159,13 +162,16 @@ pub struct Summary {
     pub state: String,
 }
 
+/// One plugin call on a page: plugin index, (items, links) or the error, and its duration.
+type PluginRun = (usize, Result<(u64, u64), PluginError>, Duration);
+
 enum Work {
     Disallowed,
     Page {
         resp: Box<Response>,
         items: Vec<Item>,
         links: Vec<(crate::plugin::LinkOut, Option<String>)>,
-        plugin_runs: Vec<(usize, Result<(u64, u64), PluginError>, Duration)>,
+        plugin_runs: Vec<PluginRun>,
     },
     Download {
         resp: Box<Response>,
@@ -938,11 +944,11 @@ fn accept_links(
             LinkKind::Download => UrlKind::Download,
         };
         // Downloads belong to the page that proposed them, so depth limits pages only.
-        if kind == UrlKind::Page {
-            if let Err(why) = scope.check_depth(depth) {
-                *summary.skipped.entry(why.into()).or_default() += 1;
-                continue;
-            }
+        if kind == UrlKind::Page
+            && let Err(why) = scope.check_depth(depth)
+        {
+            *summary.skipped.entry(why.into()).or_default() += 1;
+            continue;
         }
         let metadata = l.metadata.filter(|m| m.len() <= 4096);
         out.push(new_url(

@@ -498,17 +498,15 @@ pub fn detect_encoding(headers: &[(String, String)], body: &[u8]) -> &'static st
     let from_label = |label: &str| {
         encoding_rs::Encoding::for_label(label.trim().trim_matches(['"', '\'']).as_bytes())
     };
-    if let Some(ct) = headers
+    let content_type = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.to_ascii_lowercase())
+        .map(|(_, v)| v.to_ascii_lowercase());
+    if let Some(ct) = content_type
+        && let Some(pos) = ct.find("charset=")
+        && let Some(enc) = from_label(ct[pos + 8..].split(';').next().unwrap_or(""))
     {
-        if let Some(pos) = ct.find("charset=") {
-            let label = ct[pos + 8..].split(';').next().unwrap_or("");
-            if let Some(enc) = from_label(label) {
-                return enc.name();
-            }
-        }
+        return enc.name();
     }
     if let Some((enc, _)) = encoding_rs::Encoding::for_bom(body) {
         return enc.name();

@@ -30,10 +30,8 @@ pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
                                 .split_whitespace()
                                 .any(|t| t == "nofollow")
                         });
-                        if !nofollow {
-                            if let Some(h) = el.get_attribute("href") {
-                                hrefs.borrow_mut().push(h);
-                            }
+                        if !nofollow && let Some(h) = el.get_attribute("href") {
+                            hrefs.borrow_mut().push(h);
                         }
                         Ok(())
                     }),
@@ -48,12 +46,11 @@ pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
                         let is_refresh = el
                             .get_attribute("http-equiv")
                             .is_some_and(|v| v.eq_ignore_ascii_case("refresh"));
-                        if is_refresh {
-                            if let Some(target) =
+                        if is_refresh
+                            && let Some(target) =
                                 el.get_attribute("content").and_then(|c| refresh_target(&c))
-                            {
-                                *refresh.borrow_mut() = Some(target);
-                            }
+                        {
+                            *refresh.borrow_mut() = Some(target);
                         }
                         Ok(())
                     }),
@@ -76,10 +73,10 @@ pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
         .unwrap_or_else(|| page_url.clone());
     let mut out = Vec::new();
     for h in hrefs.into_inner().into_iter().chain(refresh.into_inner()) {
-        if let Ok(u) = base_url.join(decode(&h).trim()) {
-            if matches!(u.scheme(), "http" | "https") {
-                out.push(u);
-            }
+        if let Ok(u) = base_url.join(decode(&h).trim())
+            && matches!(u.scheme(), "http" | "https")
+        {
+            out.push(u);
         }
     }
     out
