@@ -255,6 +255,20 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_kib as usize * 1024);
+        // A pool of pre-reserved instance slots makes per-page instantiation cheap (no mmap
+        // and page-table churn per call); concurrent calls are bounded by the engine's
+        // plugin slots (one per core), so a small pool suffices. Opt out with
+        // SANDCRAWL_NO_POOLING=1 (used by the benchmarks to measure the difference).
+        if std::env::var_os("SANDCRAWL_NO_POOLING").is_none() {
+            let slots = 4 * std::thread::available_parallelism().map_or(2, |n| n.get()) as u32 + 8;
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * 4)
+                .total_memories(slots * 4)
+                .total_tables(slots * 4)
+                .max_memory_size(limits.memory_mib as usize * 1024 * 1024);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow!("starting wasmtime: {e}"))?;
 
         let mut linker = Linker::new(&engine);
