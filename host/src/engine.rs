@@ -10,9 +10,7 @@
 
 use crate::config::CrawlConfig;
 use crate::fetch::{Fetcher, Response};
-use crate::frontier::{
-    Frontier, Lease, NewUrl, Outcome, SledFrontier, UrlKind, UrlRecord, UrlState,
-};
+use crate::frontier::{Frontier, Lease, NewUrl, Outcome, SledFrontier, UrlKind, UrlRecord};
 use crate::normalize::{NormalizeConfig, fingerprint, host_key};
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
@@ -431,7 +429,6 @@ fn new_url(
             referrer,
             metadata,
             proposer,
-            state: UrlState::Queued,
             attempts: 0,
         },
     }
@@ -805,7 +802,7 @@ fn commit(
                 .entry("robots_disallowed".into())
                 .or_default() += 1;
             frontier.complete(
-                &lease.fp,
+                &lease,
                 Outcome::Done,
                 false,
                 Vec::new(),
@@ -822,7 +819,7 @@ fn commit(
                 tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}");
                 *summary.errors.entry(reason).or_default() += 1;
                 frontier.complete(
-                    &lease.fp,
+                    &lease,
                     Outcome::Failed,
                     is_page,
                     Vec::new(),
@@ -837,13 +834,13 @@ fn commit(
                 summary.retries += 1;
                 // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
                 politeness.block(&host, wait);
-                frontier.release(&lease.fp, attempt)?;
+                frontier.release(&lease, attempt)?;
             }
         }
         Work::Failed { kind, .. } => {
             *summary.errors.entry(kind).or_default() += 1;
             frontier.complete(
-                &lease.fp,
+                &lease,
                 Outcome::Failed,
                 is_page,
                 Vec::new(),
@@ -863,7 +860,7 @@ fn commit(
             let items: Vec<Item> = item.into_iter().collect();
             sink.write_page(&items)?;
             frontier.complete(
-                &lease.fp,
+                &lease,
                 Outcome::Done,
                 false,
                 Vec::new(),
@@ -902,13 +899,7 @@ fn commit(
                 summary,
             );
             sink.write_page(&items)?;
-            frontier.complete(
-                &lease.fp,
-                Outcome::Done,
-                true,
-                new_links,
-                &sink.commit_token(),
-            )?;
+            frontier.complete(&lease, Outcome::Done, true, new_links, &sink.commit_token())?;
         }
     }
     Ok(())

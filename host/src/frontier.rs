@@ -1,27 +1,35 @@
-//! The URL frontier and dedup store: which URLs are known, which wait, which are leased,
-//! done or failed. Lives on disk (sled), so memory does not grow with the number of URLs.
+//! The URL frontier and dedup store: which URLs are known, which wait, which are in
+//! flight, done or failed. Lives on disk (sled), so memory does not grow with the number of
+//! URLs.
 //!
 //! Everything sits in one sled tree with key prefixes, because sled batches are atomic only
 //! within a tree: "page done + its new links + the sink's committed offset" is one batch.
 //! This module must not fetch, parse or decide scope; it stores what the engine decided.
 //!
 //! Key layout (all integers big-endian, so sled's ordering is the crawl order):
-//! - `u` fp(16)                                   -> [`UrlRecord`] (presence = seen)
-//! - `q` host(8) prio(4) depth(4) seq(8)          -> fp(16)   (per-host queues)
-//! - `l` fp(16)                                   -> queue key (leased, i.e. in flight)
+//! - `u` fp(16)                                   -> state byte: 0 queued, 1 done, 2 failed
+//! - `q` host(8) prio(4) depth(4) seq(8)          -> fp(16) + [`UrlRecord`] JSON (per-host queues)
 //! - `h` host(8)                                  -> host name
 //! - `c` host(8)                                  -> pages fetched from that host (u64)
-//! - `m` name                                     -> metadata (format version, counters, sink offset)
+//! - `m` name                                     -> metadata (format version, counters, sink token)
+//!
+//! Leases live in memory only. A leased URL stays in its queue on disk until the batch that
+//! completes it removes it, so after a crash every URL that was in flight is simply still
+//! queued: recovery needs no work, and leasing writes nothing. Each host keeps a small
+//! in-memory buffer of its next queue entries so leasing is one range scan per 16 URLs.
 
 use crate::normalize::Fingerprint;
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 /// Bumped whenever the on-disk layout changes; a mismatch refuses to open.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Queue entries buffered per host; bounds memory at hosts x this.
+const HOST_BUFFER: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UrlState {
@@ -37,7 +45,7 @@ pub enum UrlKind {
     Download,
 }
 
-/// Everything known about one URL.
+/// Everything known about a queued URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UrlRecord {
     pub url: String,
@@ -49,7 +57,6 @@ pub struct UrlRecord {
     pub metadata: Option<String>,
     /// The plugin that proposed it (download records are attributed to it).
     pub proposer: Option<String>,
-    pub state: UrlState,
     pub attempts: u32,
 }
 
@@ -60,11 +67,12 @@ pub struct NewUrl {
     pub record: UrlRecord,
 }
 
-/// A leased URL: in flight until completed, failed or released.
+/// A leased URL: in flight until completed or released.
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub fp: Fingerprint,
     pub record: UrlRecord,
+    queue_key: Vec<u8>,
 }
 
 /// How a leased URL ended.
@@ -78,11 +86,39 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub known: u64,
+    /// Waiting in a queue (not in flight).
     pub queued: u64,
     pub done: u64,
     pub failed: u64,
     /// Page fetches counted against `max_pages` (downloads excluded).
     pub pages: u64,
+}
+
+impl Counters {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        for (i, v) in [self.known, self.queued, self.done, self.failed, self.pages]
+            .iter()
+            .enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(raw: &[u8]) -> Result<Self> {
+        if raw.len() != 40 {
+            bail!("counters record has {} bytes, expected 40", raw.len());
+        }
+        let n = |i: usize| u64::from_be_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        Ok(Counters {
+            known: n(0),
+            queued: n(1),
+            done: n(2),
+            failed: n(3),
+            pages: n(4),
+        })
+    }
 }
 
 /// The store behind the engine. Shaped so that a shared, multi-process implementation
@@ -91,17 +127,17 @@ pub struct Counters {
 pub trait Frontier: Send {
     /// Queues URLs not seen before; returns how many were new.
     fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize>;
-    /// Hosts that have queued URLs.
+    /// Hosts that have queued URLs not in flight.
     fn hosts_with_work(&self) -> Vec<String>;
     /// Takes the next URL of `host` (priority, then depth, then discovery order).
     fn lease(&mut self, host: &str) -> Result<Option<Lease>>;
-    /// Puts a leased URL back in its queue (retry later, or shutdown).
-    fn release(&mut self, fp: &Fingerprint, attempts: u32) -> Result<()>;
+    /// Puts a leased URL back (retry later, or shutdown), recording its attempts.
+    fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()>;
     /// Finishes a leased URL, queues its new links and records the sink's commit token,
     /// atomically. Returns how many links were new.
     fn complete(
         &mut self,
-        fp: &Fingerprint,
+        lease: &Lease,
         outcome: Outcome,
         counted_page: bool,
         links: Vec<NewUrl>,
@@ -112,14 +148,14 @@ pub trait Frontier: Send {
     fn counters(&self) -> Counters;
     /// The sink token stored by the last `complete`.
     fn sink_token(&self) -> Result<Option<Vec<u8>>>;
-    fn get(&self, fp: &Fingerprint) -> Result<Option<UrlRecord>>;
+    /// What the store knows about a URL.
+    fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>>;
     /// Makes everything so far durable on disk.
     fn flush(&self) -> Result<()>;
 }
 
 /// The file that says "this is a sandcrawl state directory, format N".
 pub const MARKER: &str = "sandcrawl-state.json";
-
 /// Refuses directories that are not ours or are from another format, before anything in
 /// them is opened (opening a foreign sled database could rewrite it).
 fn check_marker(dir: &Path) -> Result<()> {
@@ -189,9 +225,15 @@ pub struct SledFrontier {
     tree: sled::Tree,
     counters: Counters,
     seq: u64,
-    /// Hosts with queued URLs and how many; bounded by the number of hosts, not URLs.
+    /// Queued entries not in flight, per host; bounded by the number of hosts, not URLs.
     host_queued: BTreeMap<String, u64>,
     host_pages: BTreeMap<String, u64>,
+    /// Hosts whose name is already stored under `h`.
+    known_hosts: HashSet<String>,
+    /// Next queue entries per host, read ahead from disk.
+    buffers: HashMap<String, VecDeque<Lease>>,
+    /// Queue keys of leased URLs (bounded by the crawl's concurrency).
+    in_flight: HashSet<Vec<u8>>,
 }
 
 impl SledFrontier {
@@ -204,6 +246,9 @@ impl SledFrontier {
             // Flushes happen at our commit points only; see ARCHITECTURE.md (crash safety).
             .flush_every_ms(None)
             .cache_capacity(32 * 1024 * 1024)
+            // sled syncs every filled segment (sync_file_range); bigger segments mean far
+            // fewer syncs on the per-page commit path (measured in BENCHMARKS.md).
+            .segment_size(8 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| match e {
@@ -237,8 +282,8 @@ impl SledFrontier {
             }
         }
 
-        let counters: Counters = match tree.get(key(b'm', b"counters"))? {
-            Some(v) => serde_json::from_slice(&v).context("corrupt counters in state directory")?,
+        let counters = match tree.get(key(b'm', b"counters"))? {
+            Some(v) => Counters::decode(&v).context("corrupt counters in state directory")?,
             None => Counters::default(),
         };
         let seq = match tree.get(key(b'm', b"seq"))? {
@@ -252,86 +297,113 @@ impl SledFrontier {
             seq,
             host_queued: BTreeMap::new(),
             host_pages: BTreeMap::new(),
+            known_hosts: HashSet::new(),
+            buffers: HashMap::new(),
+            in_flight: HashSet::new(),
         };
-        f.recover()?;
+        f.load_hosts()?;
         Ok(f)
     }
 
-    /// Returns leases of a crashed run to their queues and rebuilds the per-host counts.
-    fn recover(&mut self) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut requeued = 0u64;
-        for kv in self.tree.scan_prefix([b'l']) {
-            let (lk, qk) = kv?;
-            let fp = &lk[1..];
-            batch.remove(lk.clone());
-            batch.insert(qk.clone(), fp);
-            if let Some(raw) = self.tree.get(key(b'u', fp))? {
-                let mut rec: UrlRecord = serde_json::from_slice(&raw)?;
-                rec.state = UrlState::Queued;
-                batch.insert(key(b'u', fp), serde_json::to_vec(&rec)?);
-            }
-            requeued += 1;
-        }
-        if requeued > 0 {
-            self.counters.queued += requeued;
-            batch.insert(key(b'm', b"counters"), serde_json::to_vec(&self.counters)?);
-            self.tree.apply_batch(batch)?;
-            tracing::info!(
-                requeued,
-                "returned URLs that were in flight at the last stop to the queue"
-            );
-        }
+    /// Rebuilds the per-host counts. URLs that were in flight when the last run stopped
+    /// are still in their queues, so they are counted as queued again.
+    fn load_hosts(&mut self) -> Result<()> {
+        let mut queued = 0;
         for kv in self.tree.scan_prefix([b'h']) {
             let (hk, name) = kv?;
             let name = String::from_utf8_lossy(&name).into_owned();
             let n = self.tree.scan_prefix(key(b'q', &hk[1..])).count() as u64;
             if n > 0 {
                 self.host_queued.insert(name.clone(), n);
+                queued += n;
             }
             if let Some(c) = self.tree.get(key(b'c', &hk[1..]))? {
                 self.host_pages.insert(
-                    name,
+                    name.clone(),
                     u64::from_be_bytes(c.as_ref().try_into().unwrap_or([0; 8])),
                 );
             }
+            self.known_hosts.insert(name);
         }
+        if queued > self.counters.queued {
+            tracing::info!(
+                requeued = queued - self.counters.queued,
+                "URLs that were in flight at the last stop are queued again"
+            );
+        }
+        self.counters.queued = queued;
         Ok(())
     }
 
     fn stage_new(&mut self, batch: &mut sled::Batch, urls: Vec<NewUrl>) -> Result<usize> {
         let mut added = 0;
         let mut in_batch: HashSet<Fingerprint> = HashSet::new();
-        for NewUrl { fp, mut record } in urls {
+        for NewUrl { fp, record } in urls {
             if !in_batch.insert(fp) || self.tree.contains_key(key(b'u', &fp))? {
                 continue;
             }
-            record.state = UrlState::Queued;
             let hh = host_hash(&record.host);
             self.seq += 1;
-            batch.insert(queue_key(&hh, record.priority, record.depth, self.seq), &fp);
-            batch.insert(key(b'h', &hh), record.host.as_bytes());
-            *self.host_queued.entry(record.host.clone()).or_default() += 1;
-            batch.insert(key(b'u', &fp), serde_json::to_vec(&record)?);
+            let qk = queue_key(&hh, record.priority, record.depth, self.seq);
+            // A new entry ahead of the buffered ones (higher priority) invalidates the buffer.
+            if let Some(buf) = self.buffers.get(&record.host)
+                && buf.back().is_some_and(|last| qk < last.queue_key)
+            {
+                self.buffers.remove(&record.host);
+            }
+            let mut value = fp.to_vec();
+            serde_json::to_writer(&mut value, &record)?;
+            batch.insert(qk, value);
+            batch.insert(key(b'u', &fp), &[0u8]);
+            if !self.known_hosts.contains(&record.host) {
+                batch.insert(key(b'h', &hh), record.host.as_bytes());
+                self.known_hosts.insert(record.host.clone());
+            }
+            *self.host_queued.entry(record.host).or_default() += 1;
             added += 1;
         }
-        self.counters.known += added as u64;
-        self.counters.queued += added as u64;
-        batch.insert(key(b'm', b"seq"), &self.seq.to_be_bytes());
+        if added > 0 {
+            self.counters.known += added as u64;
+            self.counters.queued += added as u64;
+            batch.insert(key(b'm', b"seq"), &self.seq.to_be_bytes());
+        }
         Ok(added)
     }
 
-    fn stage_counters(&self, batch: &mut sled::Batch) -> Result<()> {
-        batch.insert(key(b'm', b"counters"), serde_json::to_vec(&self.counters)?);
-        Ok(())
+    /// Persisted counters count in-flight URLs as queued: that is what they are on disk.
+    fn stage_counters(&self, batch: &mut sled::Batch) {
+        let mut c = self.counters;
+        c.queued += self.in_flight.len() as u64;
+        batch.insert(key(b'm', b"counters"), &c.encode()[..]);
     }
 
-    fn load(&self, fp: &[u8]) -> Result<UrlRecord> {
-        let raw = self
-            .tree
-            .get(key(b'u', fp))?
-            .ok_or_else(|| anyhow!("frontier: URL record missing for a queued fingerprint"))?;
-        Ok(serde_json::from_slice(&raw)?)
+    /// Reads the next entries of `host`'s queue that are not in flight.
+    fn refill(&mut self, host: &str) -> Result<()> {
+        let mut buf = VecDeque::with_capacity(HOST_BUFFER);
+        for kv in self.tree.scan_prefix(key(b'q', &host_hash(host))) {
+            let (qk, value) = kv?;
+            if self.in_flight.contains(qk.as_ref()) {
+                continue;
+            }
+            if value.len() < 16 {
+                bail!("frontier: corrupt queue entry");
+            }
+            let fp: Fingerprint = value[..16]
+                .try_into()
+                .map_err(|_| anyhow!("frontier: corrupt queue entry"))?;
+            let record: UrlRecord =
+                serde_json::from_slice(&value[16..]).context("frontier: corrupt queue record")?;
+            buf.push_back(Lease {
+                fp,
+                record,
+                queue_key: qk.to_vec(),
+            });
+            if buf.len() == HOST_BUFFER {
+                break;
+            }
+        }
+        self.buffers.insert(host.to_owned(), buf);
+        Ok(())
     }
 
     fn dec_host(&mut self, host: &str) {
@@ -339,6 +411,7 @@ impl SledFrontier {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.host_queued.remove(host);
+                self.buffers.remove(host);
             }
         }
     }
@@ -348,7 +421,7 @@ impl Frontier for SledFrontier {
     fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize> {
         let mut batch = sled::Batch::default();
         let added = self.stage_new(&mut batch, urls)?;
-        self.stage_counters(&mut batch)?;
+        self.stage_counters(&mut batch);
         self.tree.apply_batch(batch)?;
         Ok(added)
     }
@@ -358,76 +431,69 @@ impl Frontier for SledFrontier {
     }
 
     fn lease(&mut self, host: &str) -> Result<Option<Lease>> {
-        let hh = host_hash(host);
-        let Some(kv) = self.tree.scan_prefix(key(b'q', &hh)).next() else {
+        if !self.host_queued.contains_key(host) {
+            return Ok(None);
+        }
+        if self.buffers.get(host).is_none_or(VecDeque::is_empty) {
+            self.refill(host)?;
+        }
+        let Some(lease) = self.buffers.get_mut(host).and_then(VecDeque::pop_front) else {
+            // The counts said work, the disk says none: trust the disk.
             self.host_queued.remove(host);
             return Ok(None);
         };
-        let (qk, fp_raw) = kv?;
-        let fp: Fingerprint = fp_raw
-            .as_ref()
-            .try_into()
-            .map_err(|_| anyhow!("frontier: corrupt queue entry"))?;
-        let mut record = self.load(&fp)?;
-        record.state = UrlState::Leased;
-        let mut batch = sled::Batch::default();
-        batch.remove(qk.clone());
-        batch.insert(key(b'l', &fp), qk.as_ref());
-        batch.insert(key(b'u', &fp), serde_json::to_vec(&record)?);
+        self.in_flight.insert(lease.queue_key.clone());
         self.counters.queued = self.counters.queued.saturating_sub(1);
-        self.stage_counters(&mut batch)?;
-        self.tree.apply_batch(batch)?;
         self.dec_host(host);
-        Ok(Some(Lease { fp, record }))
+        Ok(Some(lease))
     }
 
-    fn release(&mut self, fp: &Fingerprint, attempts: u32) -> Result<()> {
-        let Some(qk) = self.tree.get(key(b'l', fp))? else {
+    fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()> {
+        if !self.in_flight.remove(&lease.queue_key) {
             return Ok(());
-        };
-        let mut record = self.load(fp)?;
-        record.state = UrlState::Queued;
+        }
+        let mut record = lease.record.clone();
         record.attempts = attempts;
-        let mut batch = sled::Batch::default();
-        batch.remove(key(b'l', fp));
-        batch.insert(qk, fp);
-        batch.insert(key(b'u', fp), serde_json::to_vec(&record)?);
+        let mut value = lease.fp.to_vec();
+        serde_json::to_writer(&mut value, &record)?;
+        self.tree.insert(&lease.queue_key[..], value)?;
         self.counters.queued += 1;
-        self.stage_counters(&mut batch)?;
-        self.tree.apply_batch(batch)?;
-        *self.host_queued.entry(record.host).or_default() += 1;
+        *self.host_queued.entry(record.host.clone()).or_default() += 1;
+        // Re-read the queue so the released URL takes its place in order again.
+        self.buffers.remove(&record.host);
         Ok(())
     }
 
     fn complete(
         &mut self,
-        fp: &Fingerprint,
+        lease: &Lease,
         outcome: Outcome,
         counted_page: bool,
         links: Vec<NewUrl>,
         sink_token: &[u8],
     ) -> Result<usize> {
-        let mut record = self.load(fp)?;
-        record.state = match outcome {
-            Outcome::Done => UrlState::Done,
-            Outcome::Failed => UrlState::Failed,
-        };
         let mut batch = sled::Batch::default();
-        batch.remove(key(b'l', fp));
-        batch.insert(key(b'u', fp), serde_json::to_vec(&record)?);
+        batch.remove(&lease.queue_key[..]);
+        let state: u8 = match outcome {
+            Outcome::Done => 1,
+            Outcome::Failed => 2,
+        };
+        batch.insert(key(b'u', &lease.fp), &[state]);
         match outcome {
             Outcome::Done => self.counters.done += 1,
             Outcome::Failed => self.counters.failed += 1,
         }
         if counted_page {
             self.counters.pages += 1;
-            let n = self.host_pages.entry(record.host.clone()).or_default();
+            let host = &lease.record.host;
+            let n = self.host_pages.entry(host.clone()).or_default();
             *n += 1;
-            batch.insert(key(b'c', &host_hash(&record.host)), &n.to_be_bytes());
+            batch.insert(key(b'c', &host_hash(host)), &n.to_be_bytes());
         }
         let added = self.stage_new(&mut batch, links)?;
         batch.insert(key(b'm', b"sink"), sink_token);
-        self.stage_counters(&mut batch)?;
+        self.in_flight.remove(&lease.queue_key);
+        self.stage_counters(&mut batch);
         self.tree.apply_batch(batch)?;
         Ok(added)
     }
@@ -444,11 +510,26 @@ impl Frontier for SledFrontier {
         Ok(self.tree.get(key(b'm', b"sink"))?.map(|v| v.to_vec()))
     }
 
-    fn get(&self, fp: &Fingerprint) -> Result<Option<UrlRecord>> {
-        match self.tree.get(key(b'u', fp))? {
-            Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
-            None => Ok(None),
-        }
+    fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>> {
+        Ok(match self.tree.get(key(b'u', fp))?.as_deref() {
+            None => None,
+            Some([1]) => Some(UrlState::Done),
+            Some([2]) => Some(UrlState::Failed),
+            Some(_) => {
+                let leased = self.in_flight.iter().any(|qk| {
+                    self.tree
+                        .get(qk)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|v| v.get(..16) == Some(&fp[..]))
+                });
+                Some(if leased {
+                    UrlState::Leased
+                } else {
+                    UrlState::Queued
+                })
+            }
+        })
     }
 
     fn flush(&self) -> Result<()> {
@@ -474,7 +555,6 @@ mod tests {
                 referrer: None,
                 metadata: None,
                 proposer: None,
-                state: UrlState::Queued,
                 attempts: 0,
             },
         }
@@ -501,28 +581,50 @@ mod tests {
             assert_eq!(l.record.url, "http://a/3");
             let l2 = f.lease("a").unwrap().unwrap();
             assert_eq!(l2.record.url, "http://a/2");
+            assert_eq!(f.state(&l2.fp).unwrap(), Some(UrlState::Leased));
+            // A higher-priority discovery jumps the read-ahead buffer.
             f.complete(
-                &l.fp,
+                &l,
                 Outcome::Done,
                 true,
-                vec![new_url("http://a/2", "a", 0, 3)],
+                vec![new_url("http://a/9", "a", 7, 3)],
                 b"tok",
             )
             .unwrap();
+            assert_eq!(f.state(&l.fp).unwrap(), Some(UrlState::Done));
             assert_eq!(f.sink_token().unwrap().unwrap(), b"tok");
             assert_eq!(f.host_pages("a"), 1);
+            assert_eq!(f.counters().queued, 3);
             f.flush().unwrap();
             // l2 stays leased: a crash now must give it back.
         }
         let mut f = SledFrontier::open(&dir).unwrap();
         let c = f.counters();
-        assert_eq!((c.known, c.done, c.queued), (4, 1, 3));
+        assert_eq!((c.known, c.done, c.queued), (5, 1, 4));
         let mut got = Vec::new();
         while let Some(l) = f.lease("a").unwrap() {
-            got.push(l.record.url);
+            got.push(l.record.url.clone());
+            f.complete(&l, Outcome::Done, true, vec![], b"t").unwrap();
         }
-        assert_eq!(got, ["http://a/2", "http://a/1"]);
-        assert_eq!(f.host_pages("a"), 1);
+        assert_eq!(got, ["http://a/9", "http://a/2", "http://a/1"]);
+        assert_eq!(f.host_pages("a"), 4);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn released_urls_keep_their_place_and_attempts() {
+        let dir = tempdir();
+        let mut f = SledFrontier::open(&dir).unwrap();
+        f.add(vec![
+            new_url("http://a/1", "a", 0, 0),
+            new_url("http://a/2", "a", 0, 1),
+        ])
+        .unwrap();
+        let l = f.lease("a").unwrap().unwrap();
+        f.release(&l, 2).unwrap();
+        let again = f.lease("a").unwrap().unwrap();
+        assert_eq!(again.record.url, "http://a/1");
+        assert_eq!(again.record.attempts, 2);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -266,7 +266,12 @@ impl Runtime {
                 .total_core_instances(slots * 4)
                 .total_memories(slots * 4)
                 .total_tables(slots * 4)
-                .max_memory_size(limits.memory_mib as usize * 1024 * 1024);
+                .max_memory_size(limits.memory_mib as usize * 1024 * 1024)
+                // Reset the first MiBs of a reused slot with memset instead of madvise: a
+                // typical page's guest heap fits, so calls stop paying page faults and TLB
+                // shootdowns (measured in BENCHMARKS.md).
+                .linear_memory_keep_resident(4 << 20)
+                .table_keep_resident(64 << 10);
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(|e| anyhow!("starting wasmtime: {e}"))?;
