@@ -586,3 +586,139 @@ fn failing_hosts_are_backed_off_then_given_up() {
         );
     }
 }
+
+#[test]
+fn cookie_jar_is_opt_in_and_per_host() {
+    let rt = rt();
+    rt.block_on(async {
+        let handler = |req: hyper::Request<hyper::body::Incoming>| async move {
+            match req.uri().path() {
+                "/login" => with(
+                    200,
+                    &[("set-cookie", "session=abc123; Path=/; HttpOnly")],
+                    full("welcome"),
+                ),
+                _ => {
+                    let c = req
+                        .headers()
+                        .get("cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    html(200, c)
+                }
+            }
+        };
+        let a = serve("127.0.0.1", handler).await;
+        let b = serve("127.0.0.2", handler).await;
+
+        let plain = fetcher(|_| {});
+        get(&plain, &a.url("/login")).await.0.expect("login");
+        assert_eq!(
+            &get(&plain, &a.url("/whoami")).await.0.expect("whoami").body[..],
+            b"none"
+        );
+
+        let jar = fetcher(|c| c.cookies = true);
+        get(&jar, &a.url("/login")).await.0.expect("login");
+        assert_eq!(
+            &get(&jar, &a.url("/whoami")).await.0.expect("whoami").body[..],
+            b"session=abc123"
+        );
+        assert_eq!(
+            &get(&jar, &b.url("/whoami"))
+                .await
+                .0
+                .expect("other host")
+                .body[..],
+            b"none"
+        );
+    });
+}
+
+/// A forward proxy on loopback: CONNECT tunnels for real; plain requests in absolute form are
+/// answered by the proxy itself with what it saw, so the test can tell they came through it.
+async fn proxy_server() -> Server {
+    serve(
+        "127.0.0.1",
+        |req: hyper::Request<hyper::body::Incoming>| async move {
+            let auth = req
+                .headers()
+                .get("proxy-authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            if req.method() == hyper::Method::CONNECT {
+                let target = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = hyper::upgrade::on(req).await
+                        && let Ok(mut server) = tokio::net::TcpStream::connect(&target).await
+                    {
+                        let mut client = hyper_util::rt::TokioIo::new(upgraded);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                return with(200, &[], full(""));
+            }
+            html(200, format!("via proxy: {} auth: {auth}", req.uri()))
+        },
+    )
+    .await
+}
+
+#[test]
+fn proxies_plain_http_and_tunnel_https() {
+    let rt = rt();
+    rt.block_on(async {
+        let proxy = proxy_server().await;
+        let origin = hostile_server().await;
+        let tls = tls_server(vec![b"http/1.1".to_vec()]).await;
+        let via = fetcher(|c| {
+            c.proxy = format!("http://bob:pw@{}", proxy.addr);
+            c.danger_accept_invalid_certs = true;
+        });
+        let r = get(&via, &origin.url("/ok"))
+            .await
+            .0
+            .expect("through the proxy");
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(
+            body,
+            format!("via proxy: {} auth: Basic Ym9iOnB3", origin.url("/ok"))
+        );
+        assert!(
+            origin.paths().is_empty(),
+            "the origin was contacted directly"
+        );
+
+        let r = get(&via, &format!("https://{tls}/"))
+            .await
+            .0
+            .expect("CONNECT tunnel");
+        assert_eq!(
+            &r.body[..],
+            b"HTTP/1.1",
+            "TLS went end to end through the tunnel"
+        );
+        // One absolute-form GET and one CONNECT (logged with an empty path) reached the proxy.
+        assert_eq!(proxy.paths(), ["/ok", ""]);
+
+        let bypass = fetcher(|c| {
+            c.proxy = format!("http://{}", proxy.addr);
+            c.no_proxy = "127.0.0.1".into();
+        });
+        let r = get(&bypass, &origin.url("/ok")).await.0.expect("direct");
+        assert_eq!(&r.body[..], b"<p>ok</p>");
+
+        let bad = FetchConfig {
+            proxy: "socks9://nope".into(),
+            ..FetchConfig::default()
+        };
+        let err = Fetcher::new(bad).err().expect("bad proxy URL is refused");
+        assert!(format!("{err:#}").contains("fetch.proxy"), "{err:#}");
+    });
+}

@@ -39,6 +39,13 @@ pub struct FetchConfig {
     pub max_header_bytes: usize,
     pub max_url_len: usize,
     pub max_redirects: usize,
+    /// Proxy for all requests, e.g. "http://user:pass@proxy:3128" (HTTPS goes through
+    /// CONNECT). Empty: use HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY from the environment.
+    pub proxy: String,
+    /// Hosts that bypass `proxy`, comma-separated like NO_PROXY (e.g. "localhost,.internal").
+    pub no_proxy: String,
+    /// Keep cookies per host across requests (an opt-in cookie jar, like a browser session).
+    pub cookies: bool,
     /// Trust the OS certificate store in addition to the bundled webpki roots.
     pub os_cert_store: bool,
     /// Accept invalid TLS certificates. Never on by default; for testing against
@@ -69,6 +76,9 @@ impl Default for FetchConfig {
             max_header_bytes: 64 * 1024,
             max_url_len: 8 * 1024,
             max_redirects: 10,
+            proxy: String::new(),
+            no_proxy: String::new(),
+            cookies: false,
             os_cert_store: false,
             danger_accept_invalid_certs: false,
         }
@@ -157,12 +167,14 @@ impl Response {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Empty<Bytes>>;
 
 /// The pooled client. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct Fetcher {
     client: HttpsClient,
+    matcher: std::sync::Arc<hyper_util::client::proxy::matcher::Matcher>,
+    jar: Option<std::sync::Arc<std::sync::Mutex<cookie_store::CookieStore>>>,
     cfg: std::sync::Arc<FetchConfig>,
     headers: std::sync::Arc<Vec<(HeaderName, HeaderValue)>>,
 }
@@ -195,12 +207,34 @@ impl Fetcher {
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         };
+        let matcher = if cfg.proxy.trim().is_empty() {
+            hyper_util::client::proxy::matcher::Matcher::from_env()
+        } else {
+            url::Url::parse(cfg.proxy.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .with_context(|| {
+                    format!(
+                        "fetch.proxy {:?} is not an http(s) URL; use e.g. http://proxy:3128",
+                        cfg.proxy
+                    )
+                })?;
+            hyper_util::client::proxy::matcher::Matcher::builder()
+                .all(cfg.proxy.trim().to_owned())
+                .no(cfg.no_proxy.clone())
+                .build()
+        };
+        let matcher = std::sync::Arc::new(matcher);
+        let connector = ProxyConnector {
+            http,
+            matcher: matcher.clone(),
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
@@ -219,8 +253,13 @@ impl Fetcher {
         }
         HeaderValue::from_str(&cfg.user_agent)
             .context("fetch.user_agent is not a valid header value")?;
+        let jar = cfg.cookies.then(|| {
+            std::sync::Arc::new(std::sync::Mutex::new(cookie_store::CookieStore::default()))
+        });
         Ok(Fetcher {
             client,
+            matcher,
+            jar,
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
@@ -323,7 +362,7 @@ impl Fetcher {
             .as_str()
             .parse()
             .map_err(|e| FetchError::BadUrl(format!("{bare}: {e}")))?;
-        let mut req = hyper::Request::get(uri)
+        let mut req = hyper::Request::get(uri.clone())
             .header(header::USER_AGENT, self.cfg.user_agent.as_str())
             .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
             .header(
@@ -335,6 +374,25 @@ impl Fetcher {
         }
         if let Some(a) = auth {
             req = req.header(header::AUTHORIZATION, a);
+        }
+        if bare.scheme() == "http"
+            && let Some(icpt) = self.matcher.intercept(&uri)
+            && let Some(auth) = icpt.basic_auth()
+        {
+            req = req.header(header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        if let Some(jar) = &self.jar {
+            let cookies = match jar.lock() {
+                Ok(j) => j
+                    .get_request_values(url)
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Err(_) => String::new(),
+            };
+            if !cookies.is_empty() {
+                req = req.header(header::COOKIE, cookies);
+            }
         }
         let req = req
             .body(Empty::<Bytes>::new())
@@ -355,6 +413,20 @@ impl Fetcher {
                 )
             })
             .collect();
+        if let Some(jar) = &self.jar {
+            let set: Vec<cookie::Cookie<'static>> = resp
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| cookie::Cookie::parse(v.to_owned()).ok())
+                .collect();
+            if !set.is_empty()
+                && let Ok(mut j) = jar.lock()
+            {
+                j.store_response_cookies(set.into_iter(), url);
+            }
+        }
         let location = resp
             .headers()
             .get(header::LOCATION)
@@ -429,6 +501,108 @@ impl Fetcher {
         }
         let wire_bytes = wire.load(std::sync::atomic::Ordering::Relaxed);
         Ok((Bytes::from(body), wire_bytes, truncated, version))
+    }
+}
+
+/// Connects directly, through an HTTP proxy (absolute-form requests), or through a CONNECT
+/// tunnel for HTTPS, as the proxy matcher decides per destination.
+#[derive(Clone)]
+struct ProxyConnector {
+    http: HttpConnector,
+    matcher: std::sync::Arc<hyper_util::client::proxy::matcher::Matcher>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+
+impl tower_service::Service<hyper::Uri> for ProxyConnector {
+    type Response = ProxiedIo;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<ProxiedIo, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: hyper::Uri) -> Self::Future {
+        let mut http = self.http.clone();
+        match self.matcher.intercept(&dst) {
+            None => Box::pin(async move {
+                let io: Io = http.call(dst).await.map_err(BoxError::from)?;
+                Ok(ProxiedIo { io, proxied: false })
+            }),
+            Some(icpt) if dst.scheme_str() == Some("https") => {
+                let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
+                    icpt.uri().clone(),
+                    http,
+                );
+                if let Some(auth) = icpt.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move {
+                    let io: Io = tunnel.call(dst).await.map_err(BoxError::from)?;
+                    Ok(ProxiedIo { io, proxied: false })
+                })
+            }
+            Some(icpt) => {
+                let proxy = icpt.uri().clone();
+                Box::pin(async move {
+                    let io: Io = http.call(proxy).await.map_err(BoxError::from)?;
+                    Ok(ProxiedIo { io, proxied: true })
+                })
+            }
+        }
+    }
+}
+
+/// A connection that tells the pool whether it goes to a plain-HTTP proxy, so hyper sends
+/// absolute-form request targets on it.
+struct ProxiedIo {
+    io: Io,
+    proxied: bool,
+}
+
+impl hyper_util::client::legacy::connect::Connection for ProxiedIo {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.io.connected().proxy(self.proxied)
+    }
+}
+
+impl hyper::rt::Read for ProxiedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for ProxiedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

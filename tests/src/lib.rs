@@ -199,7 +199,7 @@ where
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
             });
         }

@@ -1,0 +1,86 @@
+//! Fetch throughput of the host's HTTP client alone (no plugins, no frontier): every URL in
+//! FETCH_URLS (one per line) fetched with 64 requests in flight, reporting requests/s and
+//! CPU per request (getrusage, whole process). Compare with `wrk` on the same paths.
+//!
+//!     FETCH_URLS=urls.txt cargo bench -p sandcrawl-bench --bench fetch
+//!
+//! bench/run.sh prepares urls.txt from the generated site and runs this next to wrk.
+
+use sandcrawl::fetch::{FetchConfig, Fetcher};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/self/stat (12 and 13 after the ')').
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let Some(list) = std::env::var_os("FETCH_URLS") else {
+        println!("set FETCH_URLS to a file with one URL per line (see bench/run.sh); skipping");
+        return;
+    };
+    let urls: Vec<url::Url> = std::fs::read_to_string(&list)
+        .unwrap_or_else(|e| panic!("{}: {e}", list.to_string_lossy()))
+        .lines()
+        .filter_map(|l| url::Url::parse(l.trim()).ok())
+        .collect();
+    let conc: usize = std::env::var("FETCH_CONC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let fetcher = Fetcher::new(FetchConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let urls = Arc::new(urls);
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let (ok, bytes) = rt.block_on(async {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..conc {
+            let (f, urls, next) = (fetcher.clone(), urls.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut bytes) = (0u64, 0u64);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(u) = urls.get(i) else { break };
+                    if let Ok(r) = f.fetch(u, |_| async { Ok(()) }).await {
+                        ok += 1;
+                        bytes += r.body.len() as u64;
+                    }
+                }
+                (ok, bytes)
+            }));
+        }
+        let mut total = (0u64, 0u64);
+        for t in tasks {
+            if let Ok((o, b)) = t.await {
+                total.0 += o;
+                total.1 += b;
+            }
+        }
+        total
+    });
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    println!(
+        "fetched {ok}/{} URLs, {:.1} MB, concurrency {conc}: {:.0} req/s, {:.3} ms CPU per request ({:.2} CPU-s over {:.2} s)",
+        urls.len(),
+        bytes as f64 / 1e6,
+        ok as f64 / wall,
+        cpu * 1000.0 / ok.max(1) as f64,
+        cpu,
+        wall
+    );
+}
