@@ -56,10 +56,10 @@ fn main() {
         n += f.add(urls).unwrap_or_else(|e| panic!("{e:#}")) as u64;
         // The crawl checkpoints (flushes) every few seconds; sled can only evict pages it
         // has written, so the benchmark flushes at a similar rhythm.
-        if n % 20_000 == 0 {
+        if n.is_multiple_of(20_000) {
             f.flush().unwrap_or_else(|e| panic!("{e:#}"));
         }
-        if n % 200_000 == 0 {
+        if n.is_multiple_of(200_000) {
             println!("queued {n:>8}: rss {:.1} MB", rss_mb("VmRSS"));
         }
     }
@@ -90,10 +90,10 @@ fn main() {
                     .unwrap_or_else(|e| panic!("{e:#}"));
                 t_complete += t1.elapsed();
                 done += 1;
-                if done % 20_000 == 0 {
+                if done.is_multiple_of(20_000) {
                     f.flush().unwrap_or_else(|e| panic!("{e:#}"));
                 }
-                if done % 200_000 == 0 {
+                if done.is_multiple_of(200_000) {
                     println!("done   {done:>8}: rss {:.1} MB", rss_mb("VmRSS"));
                 }
                 if done >= total {
