@@ -343,3 +343,18 @@ fn compiled_code_is_cached_on_disk() {
             .is_empty()
     );
 }
+
+#[test]
+fn full_dom_is_available_inside_the_guest() {
+    let p = hostile(Limits::default());
+    let out = p
+        .parse(&page(
+            "http://t.test/hostile/dom",
+            b"<div class=box><h1>One</h1></div><h1>skip</h1><div class=box><p><h1>nested</h1></p><h1>Two</h1></div>",
+        ))
+        .expect("dom page");
+    assert_eq!(
+        out.items[0].fields["titles"],
+        serde_json::json!(["One", "Two"])
+    );
+}

@@ -219,3 +219,51 @@ pub async fn fetch(fetcher: &Fetcher, origin: &Url) -> Robots {
         Err(e) => Robots::from_outcome(&agent, Err(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn status_rules_follow_rfc_9309() {
+        let body = b"User-agent: *\nDisallow: /private\nCrawl-delay: 2\n";
+        let ok = Robots::from_outcome("sandcrawl", Ok((200, body)));
+        assert!(!ok.allowed(&url("http://e/private/x")));
+        assert!(ok.allowed(&url("http://e/public")));
+        assert_eq!(ok.crawl_delay, Some(Duration::from_secs(2)));
+        assert!(!ok.unreachable());
+
+        let gone = Robots::from_outcome("sandcrawl", Ok((404, b"")));
+        assert!(gone.allowed(&url("http://e/private/x")), "4xx: allow all");
+
+        let down = Robots::from_outcome("sandcrawl", Ok((503, b"")));
+        assert!(
+            !down.allowed(&url("http://e/anything")),
+            "5xx: disallow all"
+        );
+        assert!(down.unreachable());
+        assert!(down.allowed(&url("http://e/robots.txt")));
+
+        let err = FetchError::Connect("refused".into());
+        let unreachable = Robots::from_outcome("sandcrawl", Err(&err));
+        assert!(!unreachable.allowed(&url("http://e/")));
+        assert!(unreachable.unreachable());
+    }
+
+    #[test]
+    fn our_group_and_the_parse_limit() {
+        let body = b"User-agent: sandcrawl\nDisallow: /only-us\n\nUser-agent: *\nDisallow: /\n";
+        let r = Robots::parse(&product_token("sandcrawl/0.1 (+https://x)"), body);
+        assert!(r.allowed(&url("http://e/page")));
+        assert!(!r.allowed(&url("http://e/only-us")));
+        // Rules past 500 KiB are not read.
+        let mut big = b"User-agent: *\n".to_vec();
+        big.extend(std::iter::repeat_n(b'#', MAX_ROBOTS_BYTES));
+        big.extend_from_slice(b"\nDisallow: /late\n");
+        assert!(Robots::parse("sandcrawl", &big).allowed(&url("http://e/late")));
+    }
+}

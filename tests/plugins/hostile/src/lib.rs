@@ -90,6 +90,17 @@ impl Plugin for Hostile {
                     &json!({ "probe": "env", "ok": !vars.is_empty() || !args.is_empty(), "vars": vars, "args": args }),
                 )?;
             }
+            "dom" => {
+                // Not an attack: the full-DOM path (html5ever via scraper) inside the sandbox.
+                let doc = page.dom();
+                let sel = sandcrawl_plugin_sdk::scraper::Selector::parse("div.box > h1")
+                    .map_err(|e| ParseError::failed(format!("{e:?}")))?;
+                let titles: Vec<String> = doc
+                    .select(&sel)
+                    .map(|e| e.text().collect::<String>())
+                    .collect();
+                out.item("dom", &json!({ "titles": titles }))?;
+            }
             "badjson" => {
                 out.items.push(Item {
                     kind: "bad".into(),
