@@ -483,7 +483,7 @@ fn print_summary(s: &sandcrawl::engine::Summary) {
     }
     if !s.skipped.is_empty() {
         let e: Vec<String> = s.skipped.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        eprintln!("  links skipped: {}", e.join(", "));
+        eprintln!("  skipped: {}", e.join(", "));
     }
     for (name, p) in &s.plugins {
         let errs: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
