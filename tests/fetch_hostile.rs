@@ -85,6 +85,17 @@ async fn hostile_server() -> Server {
                     if n >= 50 { html(200, "end of chain") } else { redirect(&format!("/chain/{}", n + 1)) }
                 }
                 "/to-ftp" => redirect("ftp://127.0.0.1/file"),
+                "/zstd" => with(
+                    200,
+                    &[("content-encoding", "zstd"), ("content-type", "text/html")],
+                    full(zstd::encode_all(&b"<p>zstd body</p>"[..], 3).unwrap_or_default()),
+                ),
+                "/deflate" => {
+                    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                    let _ = e.write_all(b"<p>deflate body</p>");
+                    with(200, &[("content-encoding", "deflate"), ("content-type", "text/html")], full(e.finish().unwrap_or_default()))
+                }
+                "/bogus-encoding" => with(200, &[("content-encoding", "snappy9")], full("??")),
                 "/gzip-bomb" => with(200, &[("content-encoding", "gzip"), ("content-type", "text/html")], full(gz)),
                 "/br-bomb" => with(200, &[("content-encoding", "br"), ("content-type", "text/html")], full(br)),
                 "/huge" => {
@@ -258,6 +269,28 @@ fn decompression_bombs_and_huge_bodies_stop_at_the_limit() {
                 "{path}"
             );
         }
+    });
+}
+
+#[test]
+fn every_content_encoding_decodes() {
+    let rt = rt();
+    rt.block_on(async {
+        let s = hostile_server().await;
+        let f = fetcher(|_| {});
+        assert_eq!(
+            &get(&f, &s.url("/zstd")).await.0.expect("zstd").body[..],
+            b"<p>zstd body</p>"
+        );
+        assert_eq!(
+            &get(&f, &s.url("/deflate")).await.0.expect("deflate").body[..],
+            b"<p>deflate body</p>"
+        );
+        let e = get(&f, &s.url("/bogus-encoding")).await.0.unwrap_err();
+        assert!(
+            matches!(e, FetchError::Decode(ref m) if m.contains("snappy9")),
+            "{e:?}"
+        );
     });
 }
 
