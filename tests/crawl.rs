@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn crawl_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "run".into(),
@@ -73,7 +65,7 @@ fn expected_kinds(hosts: usize) -> BTreeMap<String, usize> {
 
 #[test]
 fn full_crawl_of_two_hosts_is_exact() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let a = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
     let b = rt.block_on(demo_site("127.0.0.2", Duration::ZERO));
     let state = tempdir("full");
@@ -176,7 +168,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn depth_page_and_host_limits_are_exact() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let a = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
     let b = rt.block_on(demo_site("127.0.0.2", Duration::ZERO));
     let (ua, ub) = (a.url("/"), b.url("/"));
@@ -206,7 +198,7 @@ fn depth_page_and_host_limits_are_exact() {
 
 #[test]
 fn scope_domains_and_patterns() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let other = rt.block_on(demo_site("127.0.0.3", Duration::ZERO));
     let other_url = other.url("/about");
     let site = rt.block_on(serve("127.0.0.1", move |req| {
@@ -263,7 +255,7 @@ fn scope_domains_and_patterns() {
 
 #[test]
 fn hostile_plugin_pages_fail_and_the_crawl_goes_on() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let site = rt.block_on(serve("127.0.0.1", |req| async move {
         match req.uri().path() {
             "/" => html(
@@ -401,7 +393,7 @@ fn reference(seeds: &[String]) -> BTreeMap<String, String> {
 
 #[test]
 fn kill_9_at_random_points_then_resume_loses_and_duplicates_nothing() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let (_a, _b, seeds) = slow_sites(&rt);
     let want = reference(&seeds);
 
@@ -452,7 +444,7 @@ fn kill_9_at_random_points_then_resume_loses_and_duplicates_nothing() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_resume_completes() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let (a, _b, seeds) = slow_sites(&rt);
     let want = reference(&seeds);
     let reference_hits = a.paths().len();
@@ -508,7 +500,7 @@ fn counts(paths: &[String]) -> HashMap<String, usize> {
 
 #[test]
 fn second_ctrl_c_exits_at_once_and_the_state_stays_consistent() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     // Slow enough that the graceful drain after the first Ctrl+C is still running when the
     // second one arrives.
     let a = rt.block_on(demo_site("127.0.0.1", Duration::from_millis(250)));
@@ -534,7 +526,7 @@ fn second_ctrl_c_exits_at_once_and_the_state_stays_consistent() {
 
 #[test]
 fn csv_output_has_one_row_per_item() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let a = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
     let st = tempdir("csv");
     let ua = a.url("/");

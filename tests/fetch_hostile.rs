@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn stream_body<S>(s: S) -> Body
 where
     S: futures_util::Stream<Item = Result<Bytes, BoxError>> + Send + Sync + 'static,
@@ -158,7 +150,7 @@ async fn get(f: &Fetcher, url: &str) -> (Result<sandcrawl::fetch::Response, Fetc
 
 #[test]
 fn redirects_loops_chains_and_bad_targets() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let f = fetcher(|_| {});
@@ -205,7 +197,7 @@ fn redirects_loops_chains_and_bad_targets() {
 
 #[test]
 fn credentials_stay_with_their_origin() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let other = hostile_server_on("127.0.0.2").await;
@@ -242,7 +234,7 @@ async fn hostile_server_on(ip: &str) -> Server {
 
 #[test]
 fn decompression_bombs_and_huge_bodies_stop_at_the_limit() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let f = fetcher(|_| {});
@@ -274,7 +266,7 @@ fn decompression_bombs_and_huge_bodies_stop_at_the_limit() {
 
 #[test]
 fn every_content_encoding_decodes() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let f = fetcher(|_| {});
@@ -296,7 +288,7 @@ fn every_content_encoding_decodes() {
 
 #[test]
 fn slow_silent_and_broken_servers_are_cut() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let f = fetcher(|c| c.read_timeout_ms = 300);
@@ -344,7 +336,7 @@ fn slow_silent_and_broken_servers_are_cut() {
 
 #[test]
 fn encodings_are_detected_and_bad_bytes_do_not_panic() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let s = hostile_server().await;
         let f = fetcher(|_| {});
@@ -411,7 +403,7 @@ async fn tls_server(alpn: Vec<Vec<u8>>) -> std::net::SocketAddr {
 
 #[test]
 fn self_signed_tls_is_rejected_by_default_and_http2_is_negotiated() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let h1 = tls_server(vec![b"http/1.1".to_vec()]).await;
         let h2_only = tls_server(vec![b"h2".to_vec()]).await;
@@ -474,7 +466,7 @@ fn leaf_site(
 
 #[test]
 fn per_host_concurrency_is_never_exceeded() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let site = leaf_site(&rt, 40, Duration::from_millis(100), "");
     let s = crawl(&site, &["--per-host", "3", "--concurrency", "64"]);
     assert_eq!(s["pages"], 41);
@@ -497,7 +489,7 @@ fn min_gap(site: &Server) -> Duration {
 
 #[test]
 fn delay_and_crawl_delay_are_respected() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let site = leaf_site(&rt, 5, Duration::ZERO, "");
     crawl(&site, &["--delay-ms", "200", "--per-host", "4"]);
     let gap = min_gap(&site);
@@ -555,7 +547,7 @@ fn gap_after_throttle(site: &Server) -> Duration {
 
 #[test]
 fn retry_after_seconds_and_http_date_throttle_the_whole_host() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let site = flaky_site(&rt, 429, || "1".to_owned());
     let s = crawl(
         &site,
@@ -586,7 +578,7 @@ fn retry_after_seconds_and_http_date_throttle_the_whole_host() {
 
 #[test]
 fn failing_hosts_are_backed_off_then_given_up() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     let site = rt.block_on(serve("127.0.0.1", |req| async move {
         match req.uri().path() {
             "/robots.txt" => html(404, ""),
@@ -622,7 +614,7 @@ fn failing_hosts_are_backed_off_then_given_up() {
 
 #[test]
 fn cookie_jar_is_opt_in_and_per_host() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let handler = |req: hyper::Request<hyper::body::Incoming>| async move {
             match req.uri().path() {
@@ -705,7 +697,7 @@ async fn proxy_server() -> Server {
 
 #[test]
 fn proxies_plain_http_and_tunnel_https() {
-    let rt = rt();
+    let rt = sandcrawl_e2e::runtime();
     rt.block_on(async {
         let proxy = proxy_server().await;
         let origin = hostile_server().await;

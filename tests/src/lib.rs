@@ -83,6 +83,16 @@ pub fn plugin(name: &str) -> PathBuf {
     );
 }
 
+/// A two-thread tokio runtime for the test servers (the crawler under test is a separate
+/// process or uses its own).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A fresh, unique temporary directory.
 pub fn tempdir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
