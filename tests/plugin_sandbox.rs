@@ -15,7 +15,7 @@ fn page(url: &str, body: &[u8]) -> PageInput {
         url: url.into(),
         status: 200,
         headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
-        body: body.to_vec(),
+        body: bytes::Bytes::copy_from_slice(body),
         encoding: "UTF-8".into(),
         ..PageInput::default()
     }

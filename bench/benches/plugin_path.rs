@@ -46,7 +46,7 @@ fn main() {
         url: url.into(),
         status: 200,
         headers: vec![("content-type".into(), "text/html".into())],
-        body: body.clone(),
+        body: body.clone().into(),
         encoding: "UTF-8".into(),
         ..PageInput::default()
     };

@@ -254,6 +254,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// The configuration reference in README.md is a real, complete config file.
+    #[test]
+    fn readme_config_reference_loads() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let start = readme
+            .find("```toml\nseeds = ")
+            .expect("config block in README");
+        let block = &readme[start + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let dir = std::env::temp_dir().join(format!("sandcrawl-readme-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("crawl.toml");
+        std::fs::write(&f, block).unwrap();
+        let cfg =
+            CrawlConfig::load(Some(&f), &[]).unwrap_or_else(|e| panic!("README config: {e:#}"));
+        assert_eq!(cfg.politeness.per_host, 8);
+        assert_eq!(cfg.scope.deny, ["/cart/"]);
+        assert!(cfg.plugins["products"].config.is_some());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn bad_input_is_one_clear_line() {
         let err = CrawlConfig::load(None, &[parse_set("politeness.dleay_ms=5").unwrap()])

@@ -682,7 +682,7 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
         url: url_str.to_owned(),
         status: resp.status,
         headers,
-        body: resp.body.to_vec(),
+        body: resp.body.clone(),
         encoding: resp.encoding.to_owned(),
         depth: lease.record.depth,
         referrer: lease.record.referrer.clone(),

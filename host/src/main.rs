@@ -357,7 +357,7 @@ fn parse_offline(
         url: parsed.to_string(),
         status,
         headers,
-        body,
+        body: body.into(),
         encoding,
         ..PageInput::default()
     };

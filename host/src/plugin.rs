@@ -112,7 +112,8 @@ pub struct PageInput {
     pub url: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared, not copied, when several plugins parse the same page.
+    pub body: bytes::Bytes,
     pub encoding: String,
     pub depth: u32,
     pub referrer: Option<String>,
@@ -652,7 +653,7 @@ impl Plugin {
                     value: v.clone(),
                 })
                 .collect(),
-            body: page.body.clone(),
+            body: page.body.to_vec(),
             encoding: page.encoding.clone(),
             context: t::CrawlContext {
                 depth: page.depth,
