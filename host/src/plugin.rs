@@ -54,7 +54,7 @@ pub struct Limits {
     pub max_links: usize,
     /// Maximum total bytes of item JSON and link URLs from one page, in MiB.
     pub max_output_mib: u64,
-    /// Maximum bytes a plugin may write to stdout+stderr per call, in KiB.
+    /// Maximum bytes a plugin may write to stdout, and to stderr, per call, in KiB.
     pub max_log_kib: u64,
 }
 
