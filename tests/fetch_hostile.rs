@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
 use sandcrawl::fetch::{FetchConfig, FetchError, Fetcher, Oversize};
-use sandcrawl_e2e::{Body, BoxError, Server, full, html, run_bin, serve, tempdir};
+use sandcrawl_e2e::{Body, BoxError, Server, full, header, html, run_bin, serve, tempdir};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,17 +56,11 @@ fn brotli_bomb() -> Vec<u8> {
 async fn hostile_server() -> Server {
     let gz = Bytes::from(gzip_bomb());
     let br = Bytes::from(brotli_bomb());
-    let other = Arc::new(std::sync::OnceLock::<String>::new());
     serve("127.0.0.1", move |req| {
-        let (gz, br, _other) = (gz.clone(), br.clone(), other.clone());
+        let (gz, br) = (gz.clone(), br.clone());
         async move {
             let path = req.uri().path().to_owned();
-            let auth = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("none")
-                .to_owned();
+            let auth = header(&req, "authorization", "none");
             let redirect = |to: &str| with(302, &[("location", to)], full(""));
             match path.as_str() {
                 "/ok" => html(200, "<p>ok</p>"),
@@ -221,12 +215,7 @@ fn credentials_stay_with_their_origin() {
 
 async fn hostile_server_on(ip: &str) -> Server {
     serve(ip, |req| async move {
-        let auth = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+        let auth = header(&req, "authorization", "none");
         html(200, auth)
     })
     .await
@@ -624,12 +613,7 @@ fn cookie_jar_is_opt_in_and_per_host() {
                     full("welcome"),
                 ),
                 _ => {
-                    let c = req
-                        .headers()
-                        .get("cookie")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("none")
-                        .to_owned();
+                    let c = header(&req, "cookie", "none");
                     html(200, c)
                 }
             }
@@ -667,12 +651,7 @@ async fn proxy_server() -> Server {
     serve(
         "127.0.0.1",
         |req: hyper::Request<hyper::body::Incoming>| async move {
-            let auth = req
-                .headers()
-                .get("proxy-authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("none")
-                .to_owned();
+            let auth = header(&req, "proxy-authorization", "none");
             if req.method() == hyper::Method::CONNECT {
                 let target = req
                     .uri()

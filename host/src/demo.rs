@@ -3,7 +3,7 @@
 //! 127.0.0.1 so the first run and the tests need no network.
 //!
 //! It owns the site's content (generated deterministically, so tests can count exactly
-//! what a crawl must find) and a request log. It must not crawl; `sandcrawl demo` points the
+//! what a crawl must find). It must not crawl; `sandcrawl demo` points the
 //! ordinary crawl at it.
 
 use bytes::Bytes;
@@ -12,7 +12,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 pub const QUOTES: usize = 25;
@@ -301,18 +300,12 @@ pub fn respond(path: &str) -> (StatusCode, &'static str, Vec<u8>) {
 /// A running demo site.
 pub struct DemoSite {
     pub addr: SocketAddr,
-    /// Every request path (with query), in arrival order.
-    pub hits: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl DemoSite {
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
-    }
-
-    pub fn hits(&self) -> Vec<String> {
-        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
     }
 }
 
@@ -326,33 +319,19 @@ impl Drop for DemoSite {
 pub async fn start(addr: SocketAddr) -> std::io::Result<DemoSite> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&hits);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let log = Arc::clone(&log);
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let log = Arc::clone(&log);
-                    async move {
-                        let pq = req
-                            .uri()
-                            .path_and_query()
-                            .map(|p| p.as_str().to_owned())
-                            .unwrap_or_else(|| "/".into());
-                        if let Ok(mut h) = log.lock() {
-                            h.push(pq);
-                        }
-                        let (status, ct, body) = respond(req.uri().path());
-                        let resp = Response::builder()
-                            .status(status)
-                            .header("content-type", ct)
-                            .body(Full::new(Bytes::from(body)));
-                        Ok::<_, hyper::http::Error>(resp.unwrap_or_default())
-                    }
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let (status, ct, body) = respond(req.uri().path());
+                    let resp = Response::builder()
+                        .status(status)
+                        .header("content-type", ct)
+                        .body(Full::new(Bytes::from(body)));
+                    Ok::<_, hyper::http::Error>(resp.unwrap_or_default())
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -360,7 +339,7 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<DemoSite> {
             });
         }
     });
-    Ok(DemoSite { addr, hits, task })
+    Ok(DemoSite { addr, task })
 }
 
 #[cfg(test)]

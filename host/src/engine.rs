@@ -275,7 +275,6 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
     let mut in_flight = 0usize;
-    let mut in_flight_pages = 0u64;
     let mut cursor = 0usize;
     let mut last_checkpoint = Instant::now();
     let checkpoint_every = Duration::from_secs(cfg.checkpoint_interval_s.max(1));
@@ -285,8 +284,9 @@ pub async fn run(
     loop {
         let now = Instant::now();
         let hosts = frontier.hosts_with_work();
-        let budget_left = |fr: &SledFrontier, inflight_pages: u64| {
-            max_pages.is_none_or(|m| fr.counters().pages + inflight_pages < m)
+        // Requests in flight count against max_pages before they finish, so the limit is exact.
+        let budget_left = |fr: &SledFrontier, in_flight: usize| {
+            max_pages.is_none_or(|m| fr.counters().pages + (in_flight as u64) < m)
         };
         let mut next_wake: Option<Instant> = None;
         let mut dispatchable = false;
@@ -294,26 +294,25 @@ pub async fn run(
             let n = hosts.len();
             for k in 0..n {
                 let host = &hosts[(cursor + k) % n];
-                if !budget_left(&frontier, in_flight_pages) {
+                if !budget_left(&frontier, in_flight) {
                     break;
                 }
-                let capped = per_host_cap.is_some_and(|cap| {
-                    frontier.host_pages(host) + politeness.host_in_flight(host) as u64 >= cap
-                });
-                if capped {
+                let under_cap = |fr: &SledFrontier, pol: &Politeness| {
+                    per_host_cap.is_none_or(|cap| {
+                        fr.host_pages(host) + (pol.host_in_flight(host) as u64) < cap
+                    })
+                };
+                if !under_cap(&frontier, &politeness) {
+                    // A capped host takes no more URLs; it keeps the crawl loop alive only
+                    // while its own requests are still running.
                     if politeness.host_in_flight(host) > 0 {
                         dispatchable = true;
                     }
                     continue;
                 }
                 dispatchable = true;
-                let under_cap = |fr: &SledFrontier, pol: &Politeness| {
-                    per_host_cap.is_none_or(|cap| {
-                        fr.host_pages(host) + (pol.host_in_flight(host) as u64) < cap
-                    })
-                };
                 while politeness.can_start(host, now)
-                    && budget_left(&frontier, in_flight_pages)
+                    && budget_left(&frontier, in_flight)
                     && under_cap(&frontier, &politeness)
                 {
                     let Some(lease) = frontier.lease(host)? else {
@@ -321,7 +320,6 @@ pub async fn run(
                     };
                     politeness.started(host, now);
                     in_flight += 1;
-                    in_flight_pages += 1;
                     let tx = tx.clone();
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
@@ -358,13 +356,11 @@ pub async fn run(
         tokio::select! {
             Some(done) = rx.recv() => {
                 in_flight -= 1;
-                in_flight_pages = in_flight_pages.saturating_sub(1);
                 commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
                 // Drain whatever else finished, so commits batch up between dispatch rounds.
                 while let Ok(done) = rx.try_recv() {
                     in_flight -= 1;
-                    in_flight_pages = in_flight_pages.saturating_sub(1);
-                    commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+                        commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
                 }
             }
             _ = tokio::time::sleep(sleep_for) => {}

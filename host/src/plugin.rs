@@ -307,10 +307,6 @@ impl Runtime {
         })
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Loads every `*.wasm` in `dir` (sorted by file name). Each failure is one message naming
     /// the file; the other plugins still load.
     pub fn load_dir(&self, dir: &Path) -> Result<(Vec<Plugin>, Vec<String>)> {

@@ -257,10 +257,6 @@ impl FilesStore {
         FilesStore { dir }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn save(&self, bytes: &[u8], url: &url::Url, content_type: Option<&str>) -> Result<Stored> {
         let sha = hex::encode(Sha256::digest(bytes));
         let ext = extension(url, content_type);

@@ -83,6 +83,15 @@ pub fn plugin(name: &str) -> PathBuf {
     );
 }
 
+/// A request header as text, or `default` when it is absent or not text.
+pub fn header<B>(req: &Request<B>, name: &str, default: &str) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
+        .to_owned()
+}
+
 /// A two-thread tokio runtime for the test servers (the crawler under test is a separate
 /// process or uses its own).
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -189,12 +198,7 @@ where
                             .path_and_query()
                             .map(|p| p.to_string())
                             .unwrap_or_default();
-                        let user_agent = req
-                            .headers()
-                            .get("user-agent")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
+                        let user_agent = header(&req, "user-agent", "");
                         if let Ok(mut l) = log.lock() {
                             l.push(Hit {
                                 path,
