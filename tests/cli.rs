@@ -239,4 +239,33 @@ fn demo_command_crawls_the_bundled_site() {
         sandcrawl_e2e::read_items(&dir.join("demo-crawl/items.jsonl")).len(),
         total
     );
+
+    // Running the demo again starts over on its own state ...
+    let (st, _, err) = run_bin(
+        &["demo", "--plugins", &pl, "--state", &state, "--no-progress"],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        sandcrawl_e2e::read_items(&dir.join("demo-crawl/items.jsonl")).len(),
+        total
+    );
+    // ... but never clears a folder that is not a demo state.
+    let mine = dir.join("mine");
+    std::fs::create_dir_all(&mine).expect("mkdir");
+    std::fs::write(mine.join("notes.txt"), b"keep me").expect("write");
+    let m = mine.display().to_string();
+    let (st, _, err) = run_bin(
+        &["demo", "--plugins", &pl, "--state", &m, "--no-progress"],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        first_error_line(&err).contains("is not a demo state"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(mine.join("notes.txt")).expect("read"),
+        b"keep me"
+    );
 }

@@ -444,8 +444,25 @@ async fn demo(mut run: RunArgs) -> Result<i32> {
         run.state = Some(PathBuf::from("demo-crawl"));
     }
     let state = run.state.clone().unwrap_or_default();
-    if state.join("frontier.sled").exists() {
-        // The demo site gets a new port every run, so an old demo state can't be resumed.
+    // The demo site gets a new port every run, so an old demo state can't be resumed and is
+    // cleared. Only a state whose seeds are all the loopback demo site qualifies; anything
+    // else (a real crawl's state, a folder of files) is refused, never deleted.
+    let is_empty = std::fs::read_dir(&state)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    if !is_empty {
+        let seeds: Vec<String> = std::fs::read(state.join("seeds.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_default();
+        let demo_state =
+            !seeds.is_empty() && seeds.iter().all(|s| s.starts_with("http://127.0.0.1:"));
+        if !demo_state {
+            bail!(
+                "{} exists and is not a demo state; pick another --state for the demo",
+                state.display()
+            );
+        }
         std::fs::remove_dir_all(&state)
             .with_context(|| format!("cannot clear the previous demo state {}", state.display()))?;
     }
