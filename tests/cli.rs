@@ -174,10 +174,10 @@ fn bad_input_is_one_clear_line() {
     // A state directory that is not sandcrawl's (or from an incompatible version) is refused
     // and left exactly as it was.
     let foreign = dir.join("foreign");
-    std::fs::create_dir_all(foreign.join("frontier.sled")).expect("mkdir");
+    std::fs::create_dir_all(foreign.join("frontier")).expect("mkdir");
     std::fs::write(
-        foreign.join("frontier.sled").join("db"),
-        b"not a sled database",
+        foreign.join("frontier").join("journal"),
+        b"not a sandcrawl store",
     )
     .expect("write");
     let f = foreign.display().to_string();
@@ -188,8 +188,8 @@ fn bad_input_is_one_clear_line() {
     assert_eq!(st.code(), Some(1));
     assert!(first_error_line(&err).contains("state directory"), "{err}");
     assert_eq!(
-        std::fs::read(foreign.join("frontier.sled").join("db")).expect("read"),
-        b"not a sled database"
+        std::fs::read(foreign.join("frontier").join("journal")).expect("read"),
+        b"not a sandcrawl store"
     );
 
     // An output file with data the state knows nothing about is not mixed into.

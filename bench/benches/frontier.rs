@@ -4,9 +4,9 @@
 //!     cargo bench -p sandcrawl-bench --bench frontier            # 1,000,000 URLs
 //!     FRONTIER_URLS=100000 cargo bench -p sandcrawl-bench --bench frontier
 //!
-//! The point: memory must stay flat as the frontier grows, because URLs live in sled, not RAM.
+//! The point: memory must stay flat as the frontier grows, because URLs live on disk (fjall), not in RAM.
 
-use sandcrawl::frontier::{Frontier, NewUrl, Outcome, SledFrontier, UrlKind, UrlRecord};
+use sandcrawl::frontier::{FjallFrontier, Frontier, NewUrl, Outcome, UrlKind, UrlRecord};
 use std::time::Instant;
 
 fn rss_mb(field: &str) -> f64 {
@@ -26,7 +26,7 @@ fn main() {
     let hosts = 1000u64;
     let dir = std::env::temp_dir().join(format!("sandcrawl-frontier-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut f = SledFrontier::open(&dir).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut f = FjallFrontier::open(&dir).unwrap_or_else(|e| panic!("{e:#}"));
     println!("start: rss {:.1} MB", rss_mb("VmRSS"));
     let t = Instant::now();
     let batch = 1000;
@@ -54,13 +54,17 @@ fn main() {
             })
             .collect();
         n += f.add(urls).unwrap_or_else(|e| panic!("{e:#}")) as u64;
-        // The crawl checkpoints (flushes) every few seconds; sled can only evict pages it
-        // has written, so the benchmark flushes at a similar rhythm.
+        // The crawl checkpoints (flushes) every few seconds; the benchmark flushes at a
+        // similar rhythm.
         if n.is_multiple_of(20_000) {
             f.flush().unwrap_or_else(|e| panic!("{e:#}"));
         }
         if n.is_multiple_of(200_000) {
-            println!("queued {n:>8}: rss {:.1} MB", rss_mb("VmRSS"));
+            println!(
+                "queued {n:>8}: rss {:.1} MB; {}",
+                rss_mb("VmRSS"),
+                f.store_stats()
+            );
         }
     }
     let queued_s = t.elapsed().as_secs_f64();
@@ -91,10 +95,14 @@ fn main() {
                 t_complete += t1.elapsed();
                 done += 1;
                 if done.is_multiple_of(20_000) {
-                    f.flush().unwrap_or_else(|e| panic!("{e:#}"));
+                    f.checkpoint(&token).unwrap_or_else(|e| panic!("{e:#}"));
                 }
                 if done.is_multiple_of(200_000) {
-                    println!("done   {done:>8}: rss {:.1} MB", rss_mb("VmRSS"));
+                    println!(
+                        "done   {done:>8}: rss {:.1} MB; {}",
+                        rss_mb("VmRSS"),
+                        f.store_stats()
+                    );
                 }
                 if done >= total {
                     break 'outer;

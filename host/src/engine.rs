@@ -10,7 +10,7 @@
 
 use crate::config::CrawlConfig;
 use crate::fetch::{Fetcher, Response};
-use crate::frontier::{Frontier, Lease, NewUrl, Outcome, SledFrontier, UrlKind, UrlRecord};
+use crate::frontier::{FjallFrontier, Frontier, Lease, NewUrl, Outcome, UrlKind, UrlRecord};
 use crate::normalize::{NormalizeConfig, fingerprint, host_key};
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
@@ -214,9 +214,18 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let mut frontier = SledFrontier::open(&cfg.state)?;
-    let token = frontier.sink_token()?;
+    let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
+    let mut token = frontier.sink_token()?;
+    if let Some((have, committed)) = crate::sink::lost_tail(&output, token.as_deref())? {
+        let (requeued, synced) = frontier.rewind_to_checkpoint()?;
+        tracing::warn!(
+            output = %output.display(),
+            requeued,
+            "the output has {have} of {committed} committed bytes: its unsynced tail was lost (power failure or OS crash); the pages completed since the last checkpoint are queued again"
+        );
+        token = Some(synced.unwrap_or_else(FileSink::initial_token));
+    }
     let mut sink = FileSink::open(&output, cfg.format, token.as_deref())?;
 
     let seeds = resolve_seeds(&cfg, &plugins)?;
@@ -285,7 +294,7 @@ pub async fn run(
         let now = Instant::now();
         let hosts = frontier.hosts_with_work();
         // Requests in flight count against max_pages before they finish, so the limit is exact.
-        let budget_left = |fr: &SledFrontier, in_flight: usize| {
+        let budget_left = |fr: &FjallFrontier, in_flight: usize| {
             max_pages.is_none_or(|m| fr.counters().pages + (in_flight as u64) < m)
         };
         let mut next_wake: Option<Instant> = None;
@@ -297,7 +306,7 @@ pub async fn run(
                 if !budget_left(&frontier, in_flight) {
                     break;
                 }
-                let under_cap = |fr: &SledFrontier, pol: &Politeness| {
+                let under_cap = |fr: &FjallFrontier, pol: &Politeness| {
                     per_host_cap.is_none_or(|cap| {
                         fr.host_pages(host) + (pol.host_in_flight(host) as u64) < cap
                     })
@@ -339,7 +348,7 @@ pub async fn run(
         }
 
         if last_checkpoint.elapsed() >= checkpoint_every {
-            checkpoint(&mut sink, &frontier)?;
+            checkpoint(&mut sink, &mut frontier)?;
             last_checkpoint = Instant::now();
         }
         progress.tick(
@@ -386,7 +395,7 @@ pub async fn run(
         }
     }
 
-    checkpoint(&mut sink, &frontier)?;
+    checkpoint(&mut sink, &mut frontier)?;
     progress.finish();
     let c = frontier.counters();
     summary.items = sink.items_written() - items_before;
@@ -399,10 +408,11 @@ pub async fn run(
     Ok(summary)
 }
 
-fn checkpoint(sink: &mut FileSink, frontier: &SledFrontier) -> Result<()> {
-    // Items first: the frontier must never be durably ahead of the items it vouches for.
+fn checkpoint(sink: &mut FileSink, frontier: &mut FjallFrontier) -> Result<()> {
+    // Items first: once they are fsynced, the frontier can forget how to undo the pages
+    // completed since the last checkpoint.
     sink.sync()?;
-    frontier.flush()
+    frontier.checkpoint(&sink.commit_token())
 }
 
 fn new_url(
@@ -765,7 +775,7 @@ fn commit(
     done: Done,
     cfg: &CrawlConfig,
     shared: &Shared,
-    frontier: &mut SledFrontier,
+    frontier: &mut FjallFrontier,
     sink: &mut FileSink,
     politeness: &mut Politeness,
     summary: &mut Summary,

@@ -11,7 +11,11 @@
 //! - `q` host(8) prio(4) depth(4) seq(8)          -> fp(16) + [`UrlRecord`] JSON (per-host queues)
 //! - `h` host(8)                                  -> host name
 //! - `c` host(8)                                  -> pages fetched from that host (u64)
-//! - `m` name                                     -> metadata (format version, counters, sink token)
+//! - `r` seq(8)                                   -> counted(1) + queue key(25) + fp(16) + [`UrlRecord`]
+//!   JSON: pages completed since the last checkpoint, in case the items file loses its
+//!   unsynced tail in a power failure (see [`Frontier::rewind_to_checkpoint`])
+//! - `m` name                                     -> metadata (format version, counters, sink
+//!   tokens: `sink` = committed, `synced` = fsynced at the last checkpoint)
 //!
 //! Leases live in memory only. A leased URL stays in its queue on disk until the batch that
 //! completes it removes it, so after a crash every URL that was in flight is simply still
@@ -26,7 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 /// Bumped whenever the on-disk layout changes; a mismatch refuses to open.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Queue entries buffered per host; bounds memory at hosts x this.
 const HOST_BUFFER: usize = 16;
@@ -152,6 +156,15 @@ pub trait Frontier: Send {
     fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>>;
     /// Makes everything so far durable on disk.
     fn flush(&self) -> Result<()>;
+    /// Called after the sink has been fsynced at `synced_sink_token`: every page completed so
+    /// far has its items on disk, so the record of recent completions is dropped, and the
+    /// store is flushed.
+    fn checkpoint(&mut self, synced_sink_token: &[u8]) -> Result<()>;
+    /// Undoes every completion since the last checkpoint: those pages go back to their queues.
+    /// Used when the items file lost its unsynced tail (power failure) while the store, which
+    /// may sync on its own schedule, kept the completions. Returns how many pages were
+    /// re-queued and the sink token of the last checkpoint (None: no checkpoint yet).
+    fn rewind_to_checkpoint(&mut self) -> Result<(u64, Option<Vec<u8>>)>;
 }
 
 /// The file that says "this is a sandcrawl state directory, format N".
@@ -219,10 +232,53 @@ fn queue_key(host: &[u8; 8], priority: i32, depth: u32, seq: u64) -> Vec<u8> {
     k
 }
 
-/// The sled-backed frontier of one crawl directory.
-pub struct SledFrontier {
-    db: sled::Db,
-    tree: sled::Tree,
+/// Memory the store may use, whatever the number of URLs: the block cache plus the
+/// memtable. Bloom filters and index blocks of the on-disk tables come on top and grow by
+/// about a byte per known URL (measured in BENCHMARKS.md §3).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+const TABLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Per-host read position, so leasing never re-reads the head of a queue. A log-structured
+/// store keeps deleted entries as tombstones until compaction; scanning from the start of a
+/// busy host's queue would walk every URL already done.
+#[derive(Default)]
+struct HostCursor {
+    /// Next queue entries not in flight, read ahead from disk.
+    buf: VecDeque<Lease>,
+    /// Entries at or after this key have not been read into `buf` yet.
+    next: Option<Vec<u8>>,
+}
+
+impl HostCursor {
+    /// Moves the read position back to `key` if it is earlier, forgetting the read-ahead
+    /// buffer when `key` sorts inside it: order is decided by the store again.
+    fn rewind(&mut self, key: &[u8]) {
+        if self
+            .buf
+            .back()
+            .is_some_and(|last| key < last.queue_key.as_slice())
+            && let Some(first) = self.buf.front()
+        {
+            let first = first.queue_key.clone();
+            self.buf.clear();
+            self.next = Some(first);
+        }
+        if self.next.as_deref().is_some_and(|n| key < n) {
+            self.next = Some(key.to_vec());
+        }
+    }
+}
+
+/// The frontier of one crawl directory, in a fjall (LSM-tree) keyspace.
+///
+/// Why an LSM-tree: the frontier's writes are appends (new URLs) and deletes (done URLs),
+/// and an LSM-tree turns both into sequential journal writes, with memory bounded by its
+/// cache and memtable. sled 0.34, which held this first, keeps per-page state in memory and
+/// grew to 1 GB at 600k URLs (BENCHMARKS.md §3).
+pub struct FjallFrontier {
+    db: fjall::Database,
+    ks: fjall::Keyspace,
     counters: Counters,
     seq: u64,
     /// Queued entries not in flight, per host; bounded by the number of hosts, not URLs.
@@ -230,46 +286,57 @@ pub struct SledFrontier {
     host_pages: BTreeMap<String, u64>,
     /// Hosts whose name is already stored under `h`.
     known_hosts: HashSet<String>,
-    /// Next queue entries per host, read ahead from disk.
-    buffers: HashMap<String, VecDeque<Lease>>,
+    cursors: HashMap<String, HostCursor>,
     /// Queue keys of leased URLs (bounded by the crawl's concurrency).
     in_flight: HashSet<Vec<u8>>,
+    /// `r` records below this sequence number were dropped at a checkpoint; scanning from
+    /// here skips their tombstones.
+    recent_from: u64,
 }
 
-impl SledFrontier {
+fn store_err(dir: &Path, e: fjall::Error) -> anyhow::Error {
+    match e {
+        fjall::Error::Locked => anyhow!(
+            "state directory {} is in use by another sandcrawl process; wait for it or use another --state",
+            dir.display()
+        ),
+        other => anyhow!(
+            "cannot open state directory {}: {other:?}; if it was written by another sandcrawl version, use a fresh --state",
+            dir.display()
+        ),
+    }
+}
+
+impl FjallFrontier {
     /// Opens (or creates) the store in `dir`. Leased URLs from an interrupted run go back to
     /// their queues.
     pub fn open(dir: &Path) -> Result<Self> {
         check_marker(dir)?;
-        let db = sled::Config::new()
-            .path(dir.join("frontier.sled"))
-            // Flushes happen at our commit points only; see ARCHITECTURE.md (crash safety).
-            .flush_every_ms(None)
-            .cache_capacity(32 * 1024 * 1024)
-            // sled syncs every filled segment (sync_file_range); bigger segments mean far
-            // fewer syncs on the per-page commit path (measured in BENCHMARKS.md).
-            .segment_size(8 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
+        let db = fjall::Database::builder(dir.join("frontier"))
+            .cache_size(CACHE_BYTES)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                    anyhow!("state directory {} is in use by another sandcrawl process; wait for it or use another --state", dir.display())
-                }
-                other => anyhow!("cannot open state directory {}: {other}; if it was written by another sandcrawl version, use a fresh --state", dir.display()),
-            })?;
-        let tree = db
-            .open_tree("frontier")
-            .context("opening the frontier tree")?;
+            .map_err(|e| store_err(dir, e))?;
+        let ks = db
+            .keyspace("frontier", || {
+                fjall::KeyspaceCreateOptions::default()
+                    .max_memtable_size(MEMTABLE_BYTES)
+                    // Compaction buffers a table's key hashes for its bloom filter; smaller
+                    // tables keep that transient memory small.
+                    .compaction_strategy(std::sync::Arc::new(
+                        fjall::compaction::Leveled::default().with_table_target_size(TABLE_BYTES),
+                    ))
+            })
+            .map_err(|e| store_err(dir, e))?;
 
-        match tree.get(key(b'm', b"format"))? {
+        match ks.get(key(b'm', b"format"))? {
             None => {
-                if !tree.is_empty() {
+                if !ks.is_empty()? {
                     bail!(
                         "state directory {} has no format marker; it is not a sandcrawl state directory, use a fresh --state",
                         dir.display()
                     );
                 }
-                tree.insert(key(b'm', b"format"), &FORMAT_VERSION.to_be_bytes())?;
+                ks.insert(key(b'm', b"format"), FORMAT_VERSION.to_be_bytes())?;
             }
             Some(v) => {
                 let found = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 8]));
@@ -282,42 +349,65 @@ impl SledFrontier {
             }
         }
 
-        let counters = match tree.get(key(b'm', b"counters"))? {
+        let counters = match ks.get(key(b'm', b"counters"))? {
             Some(v) => Counters::decode(&v).context("corrupt counters in state directory")?,
             None => Counters::default(),
         };
-        let seq = match tree.get(key(b'm', b"seq"))? {
+        let seq = match ks.get(key(b'm', b"seq"))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
             None => 0,
         };
-        let mut f = SledFrontier {
+        let mut f = FjallFrontier {
             db,
-            tree,
+            ks,
             counters,
             seq,
             host_queued: BTreeMap::new(),
             host_pages: BTreeMap::new(),
             known_hosts: HashSet::new(),
-            buffers: HashMap::new(),
+            cursors: HashMap::new(),
             in_flight: HashSet::new(),
+            recent_from: 0,
         };
         f.load_hosts()?;
         Ok(f)
+    }
+
+    /// What the store holds in memory and on disk, for benchmarks and debug logs.
+    pub fn store_stats(&self) -> String {
+        format!(
+            "write buffer {:.1} MB, block cache {:.1} MB, {} tables, {} sealed memtables, journal {:.1} MB",
+            self.db.write_buffer_size() as f64 / 1e6,
+            self.db.cache_size() as f64 / 1e6,
+            self.ks.table_count(),
+            self.ks.sealed_memtable_count(),
+            self.db.journal_disk_space().unwrap_or(0) as f64 / 1e6,
+        )
     }
 
     /// Rebuilds the per-host counts. URLs that were in flight when the last run stopped
     /// are still in their queues, so they are counted as queued again.
     fn load_hosts(&mut self) -> Result<()> {
         let mut queued = 0;
-        for kv in self.tree.scan_prefix([b'h']) {
-            let (hk, name) = kv?;
-            let name = String::from_utf8_lossy(&name).into_owned();
-            let n = self.tree.scan_prefix(key(b'q', &hk[1..])).count() as u64;
+        let hosts: Vec<(Vec<u8>, String)> = self
+            .ks
+            .prefix([b'h'])
+            .map(|g| {
+                let (k, v) = g.into_inner()?;
+                Ok((k.to_vec(), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect::<Result<_, fjall::Error>>()?;
+        for (hk, name) in hosts {
+            let mut n = 0u64;
+            for g in self.ks.prefix(key(b'q', &hk[1..])) {
+                g.key()?;
+                n += 1;
+            }
             if n > 0 {
                 self.host_queued.insert(name.clone(), n);
                 queued += n;
             }
-            if let Some(c) = self.tree.get(key(b'c', &hk[1..]))? {
+            if let Some(c) = self.ks.get(key(b'c', &hk[1..]))? {
                 self.host_pages.insert(
                     name.clone(),
                     u64::from_be_bytes(c.as_ref().try_into().unwrap_or([0; 8])),
@@ -335,28 +425,29 @@ impl SledFrontier {
         Ok(())
     }
 
-    fn stage_new(&mut self, batch: &mut sled::Batch, urls: Vec<NewUrl>) -> Result<usize> {
+    fn stage_new(
+        &mut self,
+        batch: &mut fjall::OwnedWriteBatch,
+        urls: Vec<NewUrl>,
+    ) -> Result<usize> {
         let mut added = 0;
         let mut in_batch: HashSet<Fingerprint> = HashSet::new();
         for NewUrl { fp, record } in urls {
-            if !in_batch.insert(fp) || self.tree.contains_key(key(b'u', &fp))? {
+            if !in_batch.insert(fp) || self.ks.contains_key(key(b'u', &fp))? {
                 continue;
             }
             let hh = host_hash(&record.host);
             self.seq += 1;
             let qk = queue_key(&hh, record.priority, record.depth, self.seq);
-            // A new entry ahead of the buffered ones (higher priority) invalidates the buffer.
-            if let Some(buf) = self.buffers.get(&record.host)
-                && buf.back().is_some_and(|last| qk < last.queue_key)
-            {
-                self.buffers.remove(&record.host);
+            if let Some(c) = self.cursors.get_mut(&record.host) {
+                c.rewind(&qk);
             }
             let mut value = fp.to_vec();
             serde_json::to_writer(&mut value, &record)?;
-            batch.insert(qk, value);
-            batch.insert(key(b'u', &fp), &[0u8]);
+            batch.insert(&self.ks, qk, value);
+            batch.insert(&self.ks, key(b'u', &fp), [0u8]);
             if !self.known_hosts.contains(&record.host) {
-                batch.insert(key(b'h', &hh), record.host.as_bytes());
+                batch.insert(&self.ks, key(b'h', &hh), record.host.as_bytes());
                 self.known_hosts.insert(record.host.clone());
             }
             *self.host_queued.entry(record.host).or_default() += 1;
@@ -365,23 +456,44 @@ impl SledFrontier {
         if added > 0 {
             self.counters.known += added as u64;
             self.counters.queued += added as u64;
-            batch.insert(key(b'm', b"seq"), &self.seq.to_be_bytes());
+            batch.insert(&self.ks, key(b'm', b"seq"), self.seq.to_be_bytes());
         }
         Ok(added)
     }
 
     /// Persisted counters count in-flight URLs as queued: that is what they are on disk.
-    fn stage_counters(&self, batch: &mut sled::Batch) {
+    fn stage_counters(&self, batch: &mut fjall::OwnedWriteBatch) {
         let mut c = self.counters;
         c.queued += self.in_flight.len() as u64;
-        batch.insert(key(b'm', b"counters"), &c.encode()[..]);
+        batch.insert(&self.ks, key(b'm', b"counters"), c.encode());
     }
 
-    /// Reads the next entries of `host`'s queue that are not in flight.
+    /// Reads the next entries of `host`'s queue that are not in flight, from the host's
+    /// read position on.
     fn refill(&mut self, host: &str) -> Result<()> {
-        let mut buf = VecDeque::with_capacity(HOST_BUFFER);
-        for kv in self.tree.scan_prefix(key(b'q', &host_hash(host))) {
-            let (qk, value) = kv?;
+        let prefix = key(b'q', &host_hash(host));
+        let cursor = self.cursors.entry(host.to_owned()).or_default();
+        let start = cursor.next.clone().unwrap_or_else(|| prefix.clone());
+        let mut end = prefix.clone();
+        // The prefix is `q` + 8 hash bytes; bumping its last byte (with carry) bounds it.
+        while let Some(b) = end.pop() {
+            if b < 0xff {
+                end.push(b + 1);
+                break;
+            }
+        }
+        let range = if end.is_empty() {
+            self.ks.range(start..)
+        } else {
+            self.ks.range(start..end)
+        };
+        let mut last: Option<Vec<u8>> = None;
+        for g in range {
+            let (qk, value) = g.into_inner()?;
+            if !qk.starts_with(&prefix) {
+                break;
+            }
+            last = Some(qk.to_vec());
             if self.in_flight.contains(qk.as_ref()) {
                 continue;
             }
@@ -393,17 +505,28 @@ impl SledFrontier {
                 .map_err(|_| anyhow!("frontier: corrupt queue entry"))?;
             let record: UrlRecord =
                 serde_json::from_slice(&value[16..]).context("frontier: corrupt queue record")?;
-            buf.push_back(Lease {
+            cursor.buf.push_back(Lease {
                 fp,
                 record,
                 queue_key: qk.to_vec(),
             });
-            if buf.len() == HOST_BUFFER {
+            if cursor.buf.len() == HOST_BUFFER {
                 break;
             }
         }
-        self.buffers.insert(host.to_owned(), buf);
+        // Everything up to `last` is buffered, in flight or gone; the next read starts just
+        // after it (appending a zero byte gives the smallest key above it).
+        if let Some(mut l) = last {
+            l.push(0);
+            cursor.next = Some(l);
+        }
         Ok(())
+    }
+
+    /// The records of pages completed since the last checkpoint.
+    fn recent(&self) -> fjall::Iter {
+        self.ks
+            .range(key(b'r', &self.recent_from.to_be_bytes())..key(b's', &[]))
     }
 
     fn dec_host(&mut self, host: &str) {
@@ -411,18 +534,18 @@ impl SledFrontier {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.host_queued.remove(host);
-                self.buffers.remove(host);
+                self.cursors.remove(host);
             }
         }
     }
 }
 
-impl Frontier for SledFrontier {
+impl Frontier for FjallFrontier {
     fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.db.batch();
         let added = self.stage_new(&mut batch, urls)?;
         self.stage_counters(&mut batch);
-        self.tree.apply_batch(batch)?;
+        batch.commit()?;
         Ok(added)
     }
 
@@ -434,12 +557,13 @@ impl Frontier for SledFrontier {
         if !self.host_queued.contains_key(host) {
             return Ok(None);
         }
-        if self.buffers.get(host).is_none_or(VecDeque::is_empty) {
+        if self.cursors.get(host).is_none_or(|c| c.buf.is_empty()) {
             self.refill(host)?;
         }
-        let Some(lease) = self.buffers.get_mut(host).and_then(VecDeque::pop_front) else {
+        let Some(lease) = self.cursors.get_mut(host).and_then(|c| c.buf.pop_front()) else {
             // The counts said work, the disk says none: trust the disk.
             self.host_queued.remove(host);
+            self.cursors.remove(host);
             return Ok(None);
         };
         self.in_flight.insert(lease.queue_key.clone());
@@ -456,11 +580,14 @@ impl Frontier for SledFrontier {
         record.attempts = attempts;
         let mut value = lease.fp.to_vec();
         serde_json::to_writer(&mut value, &record)?;
-        self.tree.insert(&lease.queue_key[..], value)?;
+        self.ks.insert(lease.queue_key.clone(), value)?;
         self.counters.queued += 1;
         *self.host_queued.entry(record.host.clone()).or_default() += 1;
-        // Re-read the queue so the released URL takes its place in order again.
-        self.buffers.remove(&record.host);
+        // The released URL takes its place in order again.
+        self.cursors
+            .entry(record.host.clone())
+            .or_default()
+            .rewind(&lease.queue_key);
         Ok(())
     }
 
@@ -472,13 +599,13 @@ impl Frontier for SledFrontier {
         links: Vec<NewUrl>,
         sink_token: &[u8],
     ) -> Result<usize> {
-        let mut batch = sled::Batch::default();
-        batch.remove(&lease.queue_key[..]);
+        let mut batch = self.db.batch();
+        batch.remove(&self.ks, lease.queue_key.clone());
         let state: u8 = match outcome {
             Outcome::Done => 1,
             Outcome::Failed => 2,
         };
-        batch.insert(key(b'u', &lease.fp), &[state]);
+        batch.insert(&self.ks, key(b'u', &lease.fp), [state]);
         match outcome {
             Outcome::Done => self.counters.done += 1,
             Outcome::Failed => self.counters.failed += 1,
@@ -488,13 +615,23 @@ impl Frontier for SledFrontier {
             let host = &lease.record.host;
             let n = self.host_pages.entry(host.clone()).or_default();
             *n += 1;
-            batch.insert(key(b'c', &host_hash(host)), &n.to_be_bytes());
+            batch.insert(&self.ks, key(b'c', &host_hash(host)), n.to_be_bytes());
         }
         let added = self.stage_new(&mut batch, links)?;
-        batch.insert(key(b'm', b"sink"), sink_token);
+        let mut recent = Vec::with_capacity(1 + lease.queue_key.len() + 16 + 256);
+        recent.push(u8::from(counted_page));
+        recent.extend_from_slice(&lease.queue_key);
+        recent.extend_from_slice(&lease.fp);
+        serde_json::to_writer(&mut recent, &lease.record)?;
+        self.seq += 1;
+        batch.insert(&self.ks, key(b'r', &self.seq.to_be_bytes()), recent);
+        batch.insert(&self.ks, key(b'm', b"seq"), self.seq.to_be_bytes());
+        batch.insert(&self.ks, key(b'm', b"sink"), sink_token);
         self.in_flight.remove(&lease.queue_key);
         self.stage_counters(&mut batch);
-        self.tree.apply_batch(batch)?;
+        // Committing hands the batch to the OS (a `write`), so a killed process keeps it;
+        // `flush` makes it survive power loss.
+        batch.commit()?;
         Ok(added)
     }
 
@@ -507,17 +644,17 @@ impl Frontier for SledFrontier {
     }
 
     fn sink_token(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key(b'm', b"sink"))?.map(|v| v.to_vec()))
+        Ok(self.ks.get(key(b'm', b"sink"))?.map(|v| v.to_vec()))
     }
 
     fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>> {
-        Ok(match self.tree.get(key(b'u', fp))?.as_deref() {
+        Ok(match self.ks.get(key(b'u', fp))?.as_deref() {
             None => None,
             Some([1]) => Some(UrlState::Done),
             Some([2]) => Some(UrlState::Failed),
             Some(_) => {
                 let leased = self.in_flight.iter().any(|qk| {
-                    self.tree
+                    self.ks
                         .get(qk)
                         .ok()
                         .flatten()
@@ -533,8 +670,80 @@ impl Frontier for SledFrontier {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().context("flushing the frontier to disk")?;
+        self.db
+            .persist(fjall::PersistMode::SyncAll)
+            .context("flushing the frontier to disk")?;
         Ok(())
+    }
+
+    fn checkpoint(&mut self, synced_sink_token: &[u8]) -> Result<()> {
+        let mut batch = self.db.batch();
+        for g in self.recent() {
+            batch.remove(&self.ks, g.key()?);
+        }
+        batch.insert(&self.ks, key(b'm', b"synced"), synced_sink_token);
+        batch.commit()?;
+        self.recent_from = self.seq + 1;
+        self.flush()
+    }
+
+    fn rewind_to_checkpoint(&mut self) -> Result<(u64, Option<Vec<u8>>)> {
+        let recent: Vec<(Vec<u8>, Vec<u8>)> = self
+            .recent()
+            .map(|g| {
+                let (k, v) = g.into_inner()?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect::<Result<_, fjall::Error>>()?;
+        let mut batch = self.db.batch();
+        let mut requeued = 0u64;
+        for (rk, v) in recent {
+            batch.remove(&self.ks, rk);
+            if v.len() < 1 + 25 + 16 {
+                bail!("frontier: corrupt record of a recent completion");
+            }
+            let counted = v[0] == 1;
+            let qk = v[1..26].to_vec();
+            let entry = v[26..].to_vec();
+            let fp: Fingerprint = entry[..16]
+                .try_into()
+                .map_err(|_| anyhow!("frontier: corrupt record of a recent completion"))?;
+            let record: UrlRecord = serde_json::from_slice(&entry[16..])
+                .context("frontier: corrupt record of a recent completion")?;
+            match self.ks.get(key(b'u', &fp))?.as_deref() {
+                Some([1]) => self.counters.done = self.counters.done.saturating_sub(1),
+                Some([2]) => self.counters.failed = self.counters.failed.saturating_sub(1),
+                // Already queued again (a retry recorded twice): nothing to undo.
+                _ => continue,
+            }
+            if counted {
+                self.counters.pages = self.counters.pages.saturating_sub(1);
+                let n = self.host_pages.entry(record.host.clone()).or_default();
+                *n = n.saturating_sub(1);
+                batch.insert(
+                    &self.ks,
+                    key(b'c', &host_hash(&record.host)),
+                    n.to_be_bytes(),
+                );
+            }
+            batch.insert(&self.ks, key(b'u', &fp), [0u8]);
+            batch.insert(&self.ks, qk.clone(), entry);
+            self.counters.queued += 1;
+            *self.host_queued.entry(record.host.clone()).or_default() += 1;
+            if let Some(c) = self.cursors.get_mut(&record.host) {
+                c.rewind(&qk);
+            }
+            requeued += 1;
+        }
+        let synced = self.ks.get(key(b'm', b"synced"))?.map(|v| v.to_vec());
+        match &synced {
+            Some(t) => batch.insert(&self.ks, key(b'm', b"sink"), t.clone()),
+            None => batch.remove(&self.ks, key(b'm', b"sink")),
+        }
+        self.stage_counters(&mut batch);
+        batch.commit()?;
+        self.flush()?;
+        Ok((requeued, synced))
     }
 }
 
@@ -564,7 +773,7 @@ mod tests {
     fn dedup_order_lease_and_recovery() {
         let dir = tempdir();
         {
-            let mut f = SledFrontier::open(&dir).unwrap();
+            let mut f = FjallFrontier::open(&dir).unwrap();
             let added = f
                 .add(vec![
                     new_url("http://a/1", "a", 0, 1),
@@ -598,7 +807,7 @@ mod tests {
             f.flush().unwrap();
             // l2 stays leased: a crash now must give it back.
         }
-        let mut f = SledFrontier::open(&dir).unwrap();
+        let mut f = FjallFrontier::open(&dir).unwrap();
         let c = f.counters();
         assert_eq!((c.known, c.done, c.queued), (5, 1, 4));
         let mut got = Vec::new();
@@ -612,9 +821,67 @@ mod tests {
     }
 
     #[test]
+    fn rewind_to_checkpoint_requeues_only_pages_completed_since() {
+        let dir = tempdir();
+        let mut f = FjallFrontier::open(&dir).unwrap();
+        f.add(
+            (0..4)
+                .map(|i| new_url(&format!("http://a/{i}"), "a", 0, 0))
+                .collect(),
+        )
+        .unwrap();
+        let first = f.lease("a").unwrap().unwrap();
+        f.complete(&first, Outcome::Done, true, vec![], b"one")
+            .unwrap();
+        f.checkpoint(b"one").unwrap();
+        let second = f.lease("a").unwrap().unwrap();
+        f.complete(
+            &second,
+            Outcome::Done,
+            true,
+            vec![new_url("http://a/new", "a", 0, 1)],
+            b"two",
+        )
+        .unwrap();
+        let third = f.lease("a").unwrap().unwrap();
+        f.complete(&third, Outcome::Failed, false, vec![], b"three")
+            .unwrap();
+        drop(f);
+
+        let mut f = FjallFrontier::open(&dir).unwrap();
+        assert_eq!(f.sink_token().unwrap().unwrap(), b"three");
+        let (requeued, synced) = f.rewind_to_checkpoint().unwrap();
+        assert_eq!((requeued, synced.as_deref()), (2, Some(&b"one"[..])));
+        assert_eq!(f.sink_token().unwrap().unwrap(), b"one");
+        let c = f.counters();
+        assert_eq!(
+            (c.known, c.done, c.failed, c.pages, c.queued),
+            (5, 1, 0, 1, 4)
+        );
+        assert_eq!(f.host_pages("a"), 1);
+        assert_eq!(f.state(&first.fp).unwrap(), Some(UrlState::Done));
+        assert_eq!(f.state(&second.fp).unwrap(), Some(UrlState::Queued));
+        // Back in their original order, ahead of the deeper link the second page found.
+        let order: Vec<String> = std::iter::from_fn(|| {
+            let l = f.lease("a").unwrap()?;
+            f.complete(&l, Outcome::Done, true, vec![], b"t").unwrap();
+            Some(l.record.url)
+        })
+        .collect();
+        assert_eq!(
+            order,
+            ["http://a/1", "http://a/2", "http://a/3", "http://a/new"]
+        );
+        // Nothing left to undo after a rewind and a checkpoint.
+        f.checkpoint(b"t").unwrap();
+        assert_eq!(f.rewind_to_checkpoint().unwrap().0, 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn released_urls_keep_their_place_and_attempts() {
         let dir = tempdir();
-        let mut f = SledFrontier::open(&dir).unwrap();
+        let mut f = FjallFrontier::open(&dir).unwrap();
         f.add(vec![
             new_url("http://a/1", "a", 0, 0),
             new_url("http://a/2", "a", 0, 1),
@@ -631,15 +898,15 @@ mod tests {
     #[test]
     fn refuses_other_format_versions_and_foreign_dirs() {
         let dir = tempdir();
-        drop(SledFrontier::open(&dir).unwrap());
+        drop(FjallFrontier::open(&dir).unwrap());
         std::fs::write(dir.join(MARKER), br#"{"format": 99}"#).unwrap();
-        let err = SledFrontier::open(&dir).err().unwrap().to_string();
+        let err = FjallFrontier::open(&dir).err().unwrap().to_string();
         assert!(err.contains("format 99"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
 
         let foreign = tempdir();
         std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
-        let err = SledFrontier::open(&foreign).err().unwrap().to_string();
+        let err = FjallFrontier::open(&foreign).err().unwrap().to_string();
         assert!(err.contains("not a sandcrawl state directory"), "{err}");
         assert_eq!(
             std::fs::read_dir(&foreign).unwrap().count(),

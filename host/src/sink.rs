@@ -74,7 +74,29 @@ enum Output {
     Stdout(std::io::Stdout),
 }
 
+/// When `path` is shorter than the committed `token` says, returns (bytes present, bytes
+/// committed): the file lost a tail that was written but not yet fsynced (a power failure or
+/// OS crash), and the frontier must give back the pages whose items are gone.
+pub fn lost_tail(path: &Path, token: Option<&[u8]>) -> Result<Option<(u64, u64)>> {
+    let Some(raw) = token else { return Ok(None) };
+    if path == Path::new("-") {
+        return Ok(None);
+    }
+    let t: Token = serde_json::from_slice(raw).context("corrupt sink token in state")?;
+    let have = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    Ok((have < t.len).then_some((have, t.len)))
+}
+
 impl FileSink {
+    /// The token of an empty output: where a crawl with no checkpoint yet resumes from.
+    pub fn initial_token() -> Vec<u8> {
+        serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default()
+    }
+
     /// Opens `path` ("-" for stdout). With a token from a previous run the file is cut back
     /// to it; without one an existing non-empty file is refused rather than mixed into.
     pub fn open(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Self> {
