@@ -879,6 +879,17 @@ mod tests {
     }
 
     #[test]
+    fn a_state_directory_in_use_is_refused() {
+        let dir = tempdir();
+        let first = FjallFrontier::open(&dir).unwrap();
+        let err = FjallFrontier::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("in use by another sandcrawl process"), "{err}");
+        drop(first);
+        assert!(FjallFrontier::open(&dir).is_ok(), "free again once closed");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn released_urls_keep_their_place_and_attempts() {
         let dir = tempdir();
         let mut f = FjallFrontier::open(&dir).unwrap();
