@@ -98,6 +98,10 @@ fn bad_input_is_one_clear_line() {
     assert_eq!(st.code(), Some(2));
     assert!(first_error_line(&err).contains("--bogus"), "{err}");
 
+    let (st, _, err) = run_bin(&["--log-level", "info=loud", "plugins", "list", "."], T);
+    assert_eq!(st.code(), Some(2));
+    assert!(first_error_line(&err).contains("--log-level"), "{err}");
+
     let cfg = dir.join("crawl.toml");
     std::fs::write(
         &cfg,

@@ -228,8 +228,24 @@ impl RunArgs {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The store's own housekeeping (memtable flushes, compactions) logs at info; that is
+    // noise in a crawl's log unless asked for by name (`--log-level info,fjall=debug`).
+    let mut level = cli.log_level.clone();
+    for store in ["fjall", "lsm_tree"] {
+        if !level.contains(store) {
+            level.push_str(&format!(",{store}=warn"));
+        }
+    }
+    let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "error: --log-level {:?} is not a valid log filter ({e}); use e.g. info, debug or sandcrawl=debug",
+                cli.log_level
+            );
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
