@@ -236,8 +236,8 @@ fn queue_key(host: &[u8; 8], priority: i32, depth: u32, seq: u64) -> Vec<u8> {
 /// memtable. Bloom filters and index blocks of the on-disk tables come on top and grow by
 /// about a byte per known URL (measured in BENCHMARKS.md §3).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
-const TABLE_BYTES: u64 = 16 * 1024 * 1024;
+const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
+const TABLE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Per-host read position, so leasing never re-reads the head of a queue. A log-structured
 /// store keeps deleted entries as tombstones until compaction; scanning from the start of a
