@@ -1,12 +1,12 @@
 //! The URL frontier and dedup store: which URLs are known, which wait, which are in
-//! flight, done or failed. Lives on disk (sled), so memory does not grow with the number of
-//! URLs.
+//! flight, done or failed. Lives on disk (fjall, an LSM-tree), so memory does not grow with
+//! the number of URLs.
 //!
-//! Everything sits in one sled tree with key prefixes, because sled batches are atomic only
-//! within a tree: "page done + its new links + the sink's committed offset" is one batch.
+//! Everything sits in one keyspace with key prefixes, and every change the engine makes for
+//! one page ("page done + its new links + the sink's committed offset") is one atomic batch.
 //! This module must not fetch, parse or decide scope; it stores what the engine decided.
 //!
-//! Key layout (all integers big-endian, so sled's ordering is the crawl order):
+//! Key layout (all integers big-endian, so the store's byte order is the crawl order):
 //! - `u` fp(16)                                   -> state byte: 0 queued, 1 done, 2 failed
 //! - `q` host(8) prio(4) depth(4) seq(8)          -> fp(16) + [`UrlRecord`] JSON (per-host queues)
 //! - `h` host(8)                                  -> host name
@@ -170,7 +170,7 @@ pub trait Frontier: Send {
 /// The file that says "this is a sandcrawl state directory, format N".
 pub const MARKER: &str = "sandcrawl-state.json";
 /// Refuses directories that are not ours or are from another format, before anything in
-/// them is opened (opening a foreign sled database could rewrite it).
+/// them is opened (opening a foreign database could rewrite it).
 fn check_marker(dir: &Path) -> Result<()> {
     let marker = dir.join(MARKER);
     match std::fs::read(&marker) {
