@@ -15,7 +15,7 @@ use crate::normalize::{NormalizeConfig, fingerprint, host_key};
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
 use crate::robots::{self, Robots};
-use crate::sink::{FileSink, FilesStore, Item, PluginRef, Sink};
+use crate::sink::{FileSink, FilesStore, Item, PluginRef, Sink, lost_tail};
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -217,7 +217,7 @@ pub async fn run(
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
-    if let Some((have, committed)) = crate::sink::lost_tail(&output, token.as_deref())? {
+    if let Some((have, committed)) = lost_tail(&output, token.as_deref())? {
         let (requeued, synced) = frontier.rewind_to_checkpoint()?;
         tracing::warn!(
             output = %output.display(),

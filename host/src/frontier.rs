@@ -474,19 +474,8 @@ impl FjallFrontier {
         let prefix = key(b'q', &host_hash(host));
         let cursor = self.cursors.entry(host.to_owned()).or_default();
         let start = cursor.next.clone().unwrap_or_else(|| prefix.clone());
-        let mut end = prefix.clone();
-        // The prefix is `q` + 8 hash bytes; bumping its last byte (with carry) bounds it.
-        while let Some(b) = end.pop() {
-            if b < 0xff {
-                end.push(b + 1);
-                break;
-            }
-        }
-        let range = if end.is_empty() {
-            self.ks.range(start..)
-        } else {
-            self.ks.range(start..end)
-        };
+        // Unbounded above: the scan stops at the first key outside the host's prefix.
+        let range = self.ks.range(start..);
         let mut last: Option<Vec<u8>> = None;
         for g in range {
             let (qk, value) = g.into_inner()?;
