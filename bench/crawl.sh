@@ -8,7 +8,7 @@ items=$1 hosts=$2 conc=$3 per_host=$4
 state=$(mktemp -d /tmp/sandcrawl-bench-state.XXXXXX)
 IFS=, read -r -a seeds <<< "$hosts"
 for i in "${!seeds[@]}"; do seeds[$i]="${seeds[$i]%/}/"; done
-exec "$root/target/release/sandcrawl" run \
+exec "${SANDCRAWL_BIN:-$root/target/release/sandcrawl}" run \
   --plugins "$root/target/plugins/shop.wasm" \
   --state "$state" --out "$items" --no-progress \
   --concurrency "$conc" --per-host "$per_host" \

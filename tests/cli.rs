@@ -90,6 +90,32 @@ fn parse_replays_a_saved_page_deterministically() {
 }
 
 #[test]
+fn parse_reports_a_panicking_or_printing_plugin_as_one_error_line() {
+    // A plugin's stderr and stdout are blocking WASI streams; the host must serve them
+    // without starting a runtime inside its own (which used to abort `parse` with a panic).
+    let page = root()
+        .join("plugins/quotes/tests/fixtures/quotes-page-1.html")
+        .display()
+        .to_string();
+    let h = plugin("hostile").display().to_string();
+    for (what, says) in [
+        ("panic", "hostile plugin panics on purpose"),
+        ("stdout", "failed printing to stdout"),
+    ] {
+        let url = format!("http://t.test/hostile/{what}");
+        let (st, out, err) = run_bin(&["parse", "--plugin", &h, "--url", &url, &page], T);
+        assert_eq!(st.code(), Some(1), "{what}: {err}");
+        assert!(out.is_empty(), "{what}: {out}");
+        let line = first_error_line(&err);
+        assert!(
+            line.contains("trapped") && line.contains(says),
+            "{what}: {line}"
+        );
+        assert!(!err.contains("Cannot start a runtime"), "{what}: {err}");
+    }
+}
+
+#[test]
 fn bad_input_is_one_clear_line() {
     let dir = tempdir("bad");
     let state = dir.join("state").display().to_string();

@@ -304,6 +304,10 @@ fn hostile_plugin_pages_fail_and_the_crawl_goes_on() {
     assert_eq!(errors["memory"], 1, "{s}");
     assert!(err.contains("timed out after 300 ms"), "{err}");
     assert!(err.contains("hostile plugin panics on purpose"), "{err}");
+    // Plugin calls start on tokio workers; the panicking plugin's stderr write is a blocking
+    // WASI call, which must move it to the blocking pool without a host panic on the way.
+    assert!(!err.contains("Cannot start a runtime"), "{err}");
+    assert!(!err.contains("tokio-rt-worker"), "{err}");
 }
 
 /// The items that identify a crawl's result, independent of when they were fetched.

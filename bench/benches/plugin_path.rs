@@ -50,7 +50,9 @@ fn main() {
         encoding: "UTF-8".into(),
         ..PageInput::default()
     };
-    let plugins = root().join("target/plugins");
+    // BENCH_PLUGINS points at another build of the plugins (e.g. other rustflags) to compare.
+    let plugins = std::env::var_os("BENCH_PLUGINS")
+        .map_or_else(|| root().join("target/plugins"), PathBuf::from);
     let rt = Runtime::new(Limits::default(), None).unwrap_or_else(|e| panic!("runtime: {e:#}"));
     let load = |name: &str| {
         rt.load_file(&plugins.join(format!("{name}.wasm")))

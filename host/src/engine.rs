@@ -205,6 +205,49 @@ struct Shared {
     respect_robots: bool,
     follow_unclaimed: bool,
     plugin_slots: Semaphore,
+    /// Per plugin, a running average of its call time: decides where its next call runs.
+    call_cost: Vec<CallCost>,
+}
+
+/// Where a plugin call runs, decided per plugin from what its calls have cost so far.
+///
+/// A typical page costs a few hundred microseconds in the sandbox. Handing that to tokio's
+/// blocking pool and back costs two thread wake-ups per page, which measured as 13 % of the
+/// crawl's CPU (BENCHMARKS.md §1), so cheap calls run right on the tokio worker that
+/// fetched the page. Two kinds of plugin go to the blocking pool instead:
+/// - one whose calls got expensive (a slow parser, or one that runs into its deadline), which
+///   would stall the fetches sharing its worker. That lasts while its average call time is
+///   above `INLINE_LIMIT_US`, and the average keeps being updated on the pool, so a plugin
+///   that hit one pathological page comes back once it is cheap again;
+/// - one that made a blocking WASI call (printing, polling). wasmtime-wasi serves those by
+///   starting a runtime on the calling thread, which tokio refuses on a worker with a panic.
+///   That panic is caught (see `parse_inline`), the page is parsed again on the pool, and the
+///   plugin stays there: plugin calls have no side effects, so the second run is the only
+///   one that counts.
+#[derive(Default)]
+struct CallCost {
+    avg_us: std::sync::atomic::AtomicU64,
+    blocks: std::sync::atomic::AtomicBool,
+}
+
+/// Above this average call time a plugin's calls leave the tokio workers.
+const INLINE_LIMIT_US: u64 = 5_000;
+
+impl CallCost {
+    fn inline(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        !self.blocks.load(Relaxed) && self.avg_us.load(Relaxed) < INLINE_LIMIT_US
+    }
+
+    /// Exponential average with weight 1/8: one 2-second deadline lifts it far above the limit,
+    /// and about thirty ordinary calls bring it back. Concurrent updates may lose one sample,
+    /// which an average of this kind tolerates.
+    fn record(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.avg_us.load(Relaxed);
+        self.avg_us.store(old - old / 8 + us / 8, Relaxed);
+    }
 }
 
 /// Runs a crawl until the frontier is empty, a limit is reached, or `stop` turns true.
@@ -258,6 +301,7 @@ pub async fn run(
         })
         .collect();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let n_plugins = plugins.len();
     let shared = Arc::new(Shared {
         fetcher: Fetcher::new(cfg.fetch.clone())?,
         plugins,
@@ -268,6 +312,7 @@ pub async fn run(
         respect_robots: cfg.politeness.respect_robots,
         follow_unclaimed: cfg.follow_unclaimed,
         plugin_slots: Semaphore::new(cores),
+        call_cost: (0..n_plugins).map(|_| CallCost::default()).collect(),
     });
     let mut politeness = Politeness::new(cfg.politeness.clone());
     let mut summary = Summary {
@@ -703,13 +748,30 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
         let Ok(_permit) = shared.plugin_slots.acquire().await else {
             break;
         };
-        let s = Arc::clone(shared);
-        let page = Arc::clone(&input);
         let t0 = Instant::now();
-        let result = tokio::task::spawn_blocking(move || s.plugins[i].parse(&page))
-            .await
-            .unwrap_or_else(|e| Err(PluginError::Trap(format!("host task failed: {e}"))));
+        let inline = if shared.call_cost[i].inline() {
+            let r = parse_inline(&shared.plugins[i], &input);
+            if r.is_none() {
+                tracing::debug!(plugin = %shared.plugins[i].info.name, "plugin makes blocking WASI calls; its calls move to the blocking pool");
+                shared.call_cost[i]
+                    .blocks
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            r
+        } else {
+            None
+        };
+        let result = if let Some(result) = inline {
+            result
+        } else {
+            let s = Arc::clone(shared);
+            let page = Arc::clone(&input);
+            tokio::task::spawn_blocking(move || s.plugins[i].parse(&page))
+                .await
+                .unwrap_or_else(|e| Err(PluginError::Trap(format!("host task failed: {e}"))))
+        };
         let took = t0.elapsed();
+        shared.call_cost[i].record(took);
         let info = &shared.plugins[i].info;
         match result {
             Ok(out) => {
@@ -759,6 +821,34 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
         links,
         plugin_runs: runs,
     }
+}
+
+thread_local! {
+    /// Set while this thread runs a plugin call on a tokio worker.
+    static IN_INLINE_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a plugin call on the current tokio worker. `None` means the call panicked in the
+/// host, which on a worker means the plugin made a blocking WASI call (see `CallCost`): the
+/// caller runs it again on the blocking pool.
+fn parse_inline(
+    plugin: &Plugin,
+    page: &PageInput,
+) -> Option<Result<crate::plugin::ParseOutput, PluginError>> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        // The panic is expected and handled; printing it would read like a crash.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_INLINE_CALL.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    IN_INLINE_CALL.with(|f| f.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.parse(page)));
+    IN_INLINE_CALL.with(|f| f.set(false));
+    result.ok()
 }
 
 fn looks_html(resp: &Response) -> bool {
@@ -959,4 +1049,36 @@ fn accept_links(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_leaves_the_workers_while_its_calls_are_slow_and_comes_back() {
+        let cost = CallCost::default();
+        assert!(cost.inline(), "a new plugin starts on the workers");
+        for _ in 0..100 {
+            cost.record(Duration::from_micros(300));
+        }
+        assert!(cost.inline());
+        cost.record(Duration::from_secs(2)); // one call ran into its deadline
+        assert!(!cost.inline());
+        let mut calls = 0;
+        while !cost.inline() && calls < 1_000 {
+            cost.record(Duration::from_micros(300));
+            calls += 1;
+        }
+        assert!((20..60).contains(&calls), "back after {calls} cheap calls");
+    }
+
+    #[test]
+    fn a_plugin_that_blocks_stays_on_the_pool() {
+        let cost = CallCost::default();
+        cost.blocks
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        cost.record(Duration::from_micros(1));
+        assert!(!cost.inline());
+    }
 }

@@ -449,6 +449,9 @@ impl Fetcher {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
             .map(|(_, v)| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
+        if coding.is_empty() || coding == "identity" {
+            return self.read_plain_body(resp, headers, version).await;
+        }
         let wire = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let wire_count = wire.clone();
         let stream = resp
@@ -461,7 +464,6 @@ impl Fetcher {
             .map_err(std::io::Error::other);
         let raw = tokio_util::io::StreamReader::new(stream);
         let mut reader: Box<dyn AsyncRead + Send + Unpin> = match coding.as_str() {
-            "" | "identity" => Box::new(raw),
             "gzip" | "x-gzip" => Box::new(GzipDecoder::new(raw)),
             "deflate" => Box::new(ZlibDecoder::new(raw)),
             "br" => Box::new(BrotliDecoder::new(raw)),
@@ -501,6 +503,72 @@ impl Fetcher {
         }
         let wire_bytes = wire.load(std::sync::atomic::Ordering::Relaxed);
         Ok((Bytes::from(body), wire_bytes, truncated, version))
+    }
+
+    /// An uncompressed body is taken frame by frame as hyper hands it over: a body that
+    /// arrives in one frame is kept as that frame's buffer, and a longer one is gathered
+    /// into a buffer sized from Content-Length. Going through a reader instead cost a zeroed
+    /// scratch buffer, two copies and a few reallocations per page (BENCHMARKS.md §1).
+    async fn read_plain_body(
+        &self,
+        resp: hyper::Response<hyper::body::Incoming>,
+        headers: &[(String, String)],
+        version: &'static str,
+    ) -> Result<(Bytes, u64, bool, &'static str), FetchError> {
+        let limit = usize::try_from(self.cfg.max_body_bytes).unwrap_or(usize::MAX);
+        let read_timeout = Duration::from_millis(self.cfg.read_timeout_ms);
+        let declared = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        let mut incoming = resp.into_body();
+        let mut first: Option<Bytes> = None;
+        let mut gathered: Vec<u8> = Vec::new();
+        let mut wire = 0u64;
+        let mut truncated = false;
+        loop {
+            let frame = tokio::time::timeout(read_timeout, incoming.frame())
+                .await
+                .map_err(|_| FetchError::Timeout("body stalled (fetch.read_timeout_ms)"))?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| classify_body_error(std::io::Error::other(e), false))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry no body bytes
+            };
+            wire += data.len() as u64;
+            let have = first.as_ref().map_or(0, Bytes::len) + gathered.len();
+            let room = limit.saturating_sub(have);
+            let data = if data.len() > room {
+                if self.cfg.oversize == Oversize::Drop {
+                    return Err(FetchError::TooLarge(self.cfg.max_body_bytes));
+                }
+                truncated = true;
+                data.slice(..room)
+            } else {
+                data
+            };
+            match first.take() {
+                None if gathered.is_empty() => first = Some(data),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        let want = declared
+                            .unwrap_or(0)
+                            .clamp(earlier.len() + data.len(), limit);
+                        gathered.reserve_exact(want);
+                        gathered.extend_from_slice(&earlier);
+                    }
+                    gathered.extend_from_slice(&data);
+                }
+            }
+            if truncated {
+                break;
+            }
+        }
+        let body = match first {
+            Some(only) => only,
+            None => Bytes::from(gathered),
+        };
+        Ok((body, wire, truncated, version))
     }
 }
 

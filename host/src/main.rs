@@ -253,17 +253,23 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
+    let result = match cli.cmd {
+        // These call plugins and nothing async. They run outside the tokio runtime because
+        // WASI's blocking stream calls (a plugin printing or panicking) start a runtime of
+        // their own, which tokio refuses inside one.
+        cmd @ (Command::Plugins(_) | Command::Parse { .. }) => offline(cmd),
+        cmd => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(dispatch(cmd)),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                std::process::exit(1);
+            }
+        },
     };
-    match rt.block_on(dispatch(cli.cmd)) {
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
@@ -288,6 +294,12 @@ async fn dispatch(cmd: Command) -> Result<i32> {
             tokio::signal::ctrl_c().await.ok();
             Ok(0)
         }
+        other @ (Command::Plugins(_) | Command::Parse { .. }) => dispatch_error(&other),
+    }
+}
+
+fn offline(cmd: Command) -> Result<i32> {
+    match cmd {
         Command::Plugins(PluginsCmd::List { dir, json }) => plugins_list(&dir, json),
         Command::Plugins(PluginsCmd::Check { file }) => {
             let rt = Runtime::new(Limits::default(), default_cache_dir())?;
@@ -317,7 +329,15 @@ async fn dispatch(cmd: Command) -> Result<i32> {
             &content_type,
             config_json.as_deref(),
         ),
+        other => dispatch_error(&other),
     }
+}
+
+/// `main` routes each command to `offline` or `dispatch`; reaching the other one is a bug.
+fn dispatch_error(_: &Command) -> Result<i32> {
+    Err(anyhow!(
+        "internal error: a command was routed to the wrong runner"
+    ))
 }
 
 fn plugins_list(dir: &Path, json: bool) -> Result<i32> {
@@ -430,7 +450,14 @@ fn load_plugins(cfg: &CrawlConfig) -> Result<Vec<sandcrawl::plugin::Plugin>> {
 }
 
 async fn crawl(cfg: CrawlConfig) -> Result<i32> {
-    let plugins = load_plugins(&cfg)?;
+    // Loading calls each plugin's `manifest`; see `main` for why that leaves the runtime.
+    let (cfg, plugins) = tokio::task::spawn_blocking(move || {
+        let plugins = load_plugins(&cfg);
+        (cfg, plugins)
+    })
+    .await
+    .map_err(|e| anyhow!("loading plugins failed: {e}"))?;
+    let plugins = plugins?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -443,7 +470,12 @@ async fn crawl(cfg: CrawlConfig) -> Result<i32> {
             }
         }
     });
-    let summary = sandcrawl::engine::run(cfg, plugins, stop_rx).await?;
+    // The crawl loop runs as a task on the runtime's workers rather than on this thread:
+    // handing each finished page to a separate thread cost a futex wake-up per page and a
+    // glibc malloc arena of its own (BENCHMARKS.md §1).
+    let summary = tokio::spawn(sandcrawl::engine::run(cfg, plugins, stop_rx))
+        .await
+        .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
     print_summary(&summary);
     Ok(0)
 }

@@ -255,6 +255,10 @@ impl Runtime {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Lets `perf` name guest functions (writes /tmp/perf-PID.map); for profiling only.
+        if std::env::var_os("SANDCRAWL_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         config.max_wasm_stack(limits.stack_kib as usize * 1024);
         // A pool of pre-reserved instance slots makes per-page instantiation cheap (no mmap
         // and page-table churn per call); concurrent calls are bounded by the engine's
