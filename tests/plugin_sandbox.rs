@@ -142,6 +142,34 @@ fn still_works(p: &Plugin) {
 }
 
 #[test]
+fn instances_are_reused_and_a_leak_never_costs_a_page() {
+    let p = hostile(Limits {
+        memory_mib: 16,
+        ..Limits::default()
+    });
+    // Consecutive calls from one thread share a warm instance (what makes a page cheap).
+    let calls: Vec<u64> = (0..3)
+        .map(|_| {
+            let (r, _) = attack(&p, "count");
+            let out = r.expect("count");
+            out.items[0].fields["calls_in_this_instance"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(calls, [1, 2, 3]);
+    // 6 MiB kept per call: the warm instance's second call outgrows the 16 MiB limit. That
+    // page is parsed again in a fresh instance, so every call succeeds.
+    for n in 0..4 {
+        let (r, _) = attack(&p, "leak");
+        let out = r.unwrap_or_else(|e| panic!("leak call {n}: {e}"));
+        let in_instance = out.items[0].fields["calls_in_this_instance"].as_u64();
+        assert!(matches!(in_instance, Some(1 | 2)), "call {n}: {in_instance:?}");
+    }
+    still_works(&p);
+}
+
+#[test]
 fn infinite_loop_is_stopped_by_the_deadline() {
     let p = hostile(Limits {
         timeout_ms: 300,

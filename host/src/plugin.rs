@@ -206,6 +206,8 @@ impl v0_1::sandcrawl::plugin::host::Host for CallState {
 struct MemoryLimiter {
     max_bytes: usize,
     hit: bool,
+    /// The size the guest's memory has grown to.
+    size: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -219,6 +221,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.size = desired;
         Ok(true)
     }
 
@@ -405,6 +408,7 @@ impl Runtime {
                     .unwrap_or("plugin"),
             ),
             patterns: globset::GlobSet::empty(),
+            warm: std::sync::Mutex::new(Vec::new()),
         };
         let manifest = plugin
             .call_manifest()
@@ -564,8 +568,8 @@ pub fn build_globs(patterns: &[String]) -> Result<globset::GlobSet> {
     b.build().map_err(|e| anyhow!("{e}"))
 }
 
-/// A loaded, checked plugin, ready to parse pages. Cheap to call from many threads: every
-/// call gets its own `Store` and instance.
+/// A loaded, checked plugin, ready to parse pages. Cheap to call from many threads: each
+/// call gets an instance of its own, either a fresh one or a warm one (see `parse`).
 pub struct Plugin {
     pub info: PluginInfo,
     engine: Engine,
@@ -575,12 +579,34 @@ pub struct Plugin {
     config: Arc<str>,
     name_tag: Arc<str>,
     patterns: globset::GlobSet,
+    /// Instances that finished a call cleanly, waiting for the next one.
+    warm: std::sync::Mutex<Vec<Warm>>,
 }
+
+/// An instance kept between calls, with the store and pipes it was created with.
+struct Warm {
+    store: Store<CallState>,
+    bindings: v0_1::Plugin,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    calls: u32,
+}
+
+/// Pages one instance serves before it is replaced, which bounds what a slow leak in a
+/// plugin can accumulate.
+const WARM_MAX_CALLS: u32 = 1_000;
+/// A warm instance whose memory grew past this is dropped after its call, so that one huge
+/// page does not pin its memory for the rest of the crawl.
+const WARM_MAX_MEMORY: usize = 16 << 20;
 
 impl Plugin {
     /// Sets the JSON document the plugin's `config()` import returns.
     pub fn set_config(&mut self, json: &serde_json::Value) {
         self.config = Arc::from(json.to_string().as_str());
+        // Warm instances answer `config()` from the store they were made with.
+        if let Ok(warm) = self.warm.get_mut() {
+            warm.clear();
+        }
     }
 
     /// Replaces the manifest's URL patterns (crawl config `[plugins.NAME] patterns`).
@@ -612,21 +638,26 @@ impl Plugin {
             limiter: MemoryLimiter {
                 max_bytes: self.limits.memory_mib as usize * 1024 * 1024,
                 hit: false,
+                size: 0,
             },
             plugin: Arc::clone(&self.name_tag),
             config: Arc::clone(&self.config),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // The deadline counts from now, so it is armed per call, never reused.
+        store.epoch_deadline_trap();
+        self.arm_deadline(&mut store);
+        (store, stdout, stderr)
+    }
+
+    /// The deadline counts from now, so it is armed for every call, warm instance or not.
+    fn arm_deadline(&self, store: &mut Store<CallState>) {
         let ticks = self
             .limits
             .timeout_ms
             .div_ceil(EPOCH_TICK.as_millis() as u64)
             .max(1);
         store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        (store, stdout, stderr)
     }
 
     fn call_manifest(&self) -> Result<v0_1::sandcrawl::plugin::types::PluginManifest, PluginError> {
@@ -661,21 +692,84 @@ impl Plugin {
                 metadata: page.metadata.clone(),
             },
         };
-        let (mut store, stdout, stderr) = self.new_store();
-        let result = self.pre.instantiate(&mut store).and_then(|inst| {
-            inst.sandcrawl_plugin_parser()
-                .call_parse(&mut store, &wit_page)
-        });
-        self.forward_output(&stdout, &stderr);
+        let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
+        let reused = warm.is_some();
+        let result = self.call_parse(warm, &wit_page);
         let output = match result {
-            Ok(Ok(out)) => out,
-            Ok(Err(t::ParseError::NotMine)) => return Err(PluginError::NotMine),
-            Ok(Err(t::ParseError::Failed(m))) => {
-                return Err(PluginError::Failed(truncate(&m, 1000).into_owned()));
+            // A crash a fresh instance might not have had (state or memory left by earlier
+            // pages) gets one more try on a fresh instance, so reuse never costs a page. A
+            // deadline is not retried: a second run would only wait as long again.
+            Err(e @ (PluginError::Trap(_) | PluginError::Memory(_))) if reused => {
+                tracing::debug!(
+                    plugin = &*self.name_tag,
+                    "a warm instance failed ({e}); trying a fresh one"
+                );
+                self.call_parse(None, &wit_page)?
             }
-            Err(e) => return Err(self.classify(&store, &stderr, e)),
+            other => other?,
         };
         self.validate(output)
+    }
+
+    /// One `parse` call on `warm`, or on a fresh instance. The instance goes back to the warm
+    /// list when the call ended without a trap and wrote nothing to stdout or stderr (whose
+    /// pipes cannot be emptied, and whose caps are per call).
+    fn call_parse(
+        &self,
+        warm: Option<Warm>,
+        wit_page: &v0_1::sandcrawl::plugin::types::Page,
+    ) -> Result<v0_1::sandcrawl::plugin::types::ParseOutput, PluginError> {
+        use v0_1::sandcrawl::plugin::types as t;
+        let mut w = match warm {
+            Some(mut w) => {
+                self.arm_deadline(&mut w.store);
+                w.store.data_mut().limiter.hit = false;
+                w
+            }
+            None => {
+                let (mut store, stdout, stderr) = self.new_store();
+                let bindings = match self.pre.instantiate(&mut store) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.forward_output(&stdout, &stderr);
+                        return Err(self.classify(&store, &stderr, e));
+                    }
+                };
+                Warm {
+                    store,
+                    bindings,
+                    stdout,
+                    stderr,
+                    calls: 0,
+                }
+            }
+        };
+        let result = w
+            .bindings
+            .sandcrawl_plugin_parser()
+            .call_parse(&mut w.store, wit_page);
+        w.calls += 1;
+        self.forward_output(&w.stdout, &w.stderr);
+        let output = match result {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(t::ParseError::NotMine)) => Err(PluginError::NotMine),
+            Ok(Err(t::ParseError::Failed(m))) => {
+                Err(PluginError::Failed(truncate(&m, 1000).into_owned()))
+            }
+            Err(e) => return Err(self.classify(&w.store, &w.stderr, e)),
+        };
+        let keep = w.calls < WARM_MAX_CALLS
+            && w.store.data().limiter.size <= WARM_MAX_MEMORY
+            && w.stdout.contents().is_empty()
+            && w.stderr.contents().is_empty()
+            && std::env::var_os("SANDCRAWL_NO_WARM").is_none();
+        if keep && let Ok(mut list) = self.warm.lock() {
+            // At most one idle instance per core: more would only hold pool slots.
+            if list.len() < warm_per_plugin() {
+                list.push(w);
+            }
+        }
+        output
     }
 
     fn validate(
@@ -806,6 +900,11 @@ impl Plugin {
             }
         }
     }
+}
+
+fn warm_per_plugin() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -48,6 +48,24 @@ impl Plugin for Hostile {
                 black_box(recurse(0));
             }
             "panic" => panic!("hostile plugin panics on purpose"),
+            "leak" => {
+                // Keeps 6 MiB per call in the instance for good: an instance that serves
+                // several pages runs out of memory where a fresh one would not.
+                static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+                let calls = match HOARD.lock() {
+                    Ok(mut h) => {
+                        h.push(black_box(vec![1u8; 6 << 20]));
+                        h.len()
+                    }
+                    Err(_) => 0,
+                };
+                out.item("leak", &json!({ "calls_in_this_instance": calls }))?;
+            }
+            "count" => {
+                static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                out.item("count", &json!({ "calls_in_this_instance": n }))?;
+            }
             "links" => {
                 for i in 0..1_000_000 {
                     out.follow(format!("http://127.0.0.1/hostile/l{i}"));
