@@ -57,8 +57,9 @@ pub mod prelude {
 
 /// A site-specific parser.
 ///
-/// The host creates a fresh instance for every page (plugins are instantiated per call), so
-/// `new` should be cheap and state does not carry over between pages.
+/// The host calls `new` for every page, so it should be cheap. The wasm instance around it may
+/// be reused for later pages (only `static`s survive that), or it may be fresh: do not rely on
+/// state carried between pages, nor on its absence.
 pub trait Plugin {
     /// Builds the plugin. Read [`config`] here if the plugin is configurable.
     fn new() -> Self
