@@ -164,7 +164,10 @@ fn instances_are_reused_and_a_leak_never_costs_a_page() {
         let (r, _) = attack(&p, "leak");
         let out = r.unwrap_or_else(|e| panic!("leak call {n}: {e}"));
         let in_instance = out.items[0].fields["calls_in_this_instance"].as_u64();
-        assert!(matches!(in_instance, Some(1 | 2)), "call {n}: {in_instance:?}");
+        assert!(
+            matches!(in_instance, Some(1 | 2)),
+            "call {n}: {in_instance:?}"
+        );
     }
     still_works(&p);
 }
