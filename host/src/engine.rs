@@ -10,8 +10,10 @@
 
 use crate::config::CrawlConfig;
 use crate::fetch::{Fetcher, Response};
-use crate::frontier::{FjallFrontier, Frontier, Lease, NewUrl, Outcome, UrlKind, UrlRecord};
-use crate::normalize::{NormalizeConfig, fingerprint, host_key};
+use crate::frontier::{
+    FjallFrontier, Frontier, Lease, NewUrl, Outcome, SeenCache, UrlKind, UrlRecord,
+};
+use crate::normalize::{Fingerprint, NormalizeConfig, fingerprint, host_key};
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
 use crate::robots::{self, Robots};
@@ -207,6 +209,9 @@ struct Shared {
     plugin_slots: Semaphore,
     /// Per plugin, a running average of its call time: decides where its next call runs.
     call_cost: Vec<CallCost>,
+    /// Hashes of absolute link strings, exactly as plugins proposed them, whose URL is known
+    /// to the frontier. Only the scheduler uses it, so the lock is never contended.
+    known_links: Mutex<SeenCache>,
 }
 
 /// Where a plugin call runs, decided per plugin from what its calls have cost so far.
@@ -313,6 +318,7 @@ pub async fn run(
         follow_unclaimed: cfg.follow_unclaimed,
         plugin_slots: Semaphore::new(cores),
         call_cost: (0..n_plugins).map(|_| CallCost::default()).collect(),
+        known_links: Mutex::new(SeenCache::default()),
     });
     let mut politeness = Politeness::new(cfg.politeness.clone());
     let mut summary = Summary {
@@ -377,7 +383,7 @@ pub async fn run(
                     let tx = tx.clone();
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
-                        let done = work(&shared, lease).await;
+                        let done = work_or_report(&shared, lease).await;
                         let _ = tx.send(done);
                     });
                 }
@@ -551,6 +557,37 @@ fn remember_seeds(cfg: &CrawlConfig, seeds: &[Url]) -> Result<Vec<Url>> {
     std::fs::write(&path, serde_json::to_vec(&all)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(all.iter().filter_map(|s| Url::parse(s).ok()).collect())
+}
+
+/// `work`, but a panic in it (a host bug) fails the URL with `internal_error` and a log line
+/// instead of losing the lease: the scheduler waits for every lease it hands out, so a lost
+/// one would keep the crawl from ever finishing.
+async fn work_or_report(shared: &Arc<Shared>, lease: Lease) -> Done {
+    use futures_util::FutureExt as _;
+    let spare = lease.clone();
+    match std::panic::AssertUnwindSafe(work(shared, lease))
+        .catch_unwind()
+        .await
+    {
+        Ok(done) => done,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(url = %spare.record.url, "internal error while crawling this URL, which is a sandcrawl bug (please report it): {what}");
+            Done {
+                lease: spare,
+                work: Work::Failed {
+                    kind: "internal_error".into(),
+                    status: None,
+                },
+                latency: Duration::ZERO,
+                crawl_delay: None,
+            }
+        }
+    }
 }
 
 async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
@@ -986,34 +1023,66 @@ fn commit(
                     Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
                 }
             }
-            let new_links = accept_links(
+            let mut known = shared
+                .known_links
+                .lock()
+                .map_err(|_| anyhow!("the known-links cache was poisoned by a panic"))?;
+            let (new_links, raw) = accept_links(
                 &lease,
                 &resp.final_url,
                 links,
                 &cfg.normalize,
                 &shared.scope,
+                &mut known,
                 summary,
             );
             sink.write_page(&items)?;
             frontier.complete(&lease, Outcome::Done, true, new_links, &sink.commit_token())?;
+            // Only now is every one of those URLs in the frontier (added or already there).
+            for h in raw {
+                known.insert(h);
+            }
         }
     }
     Ok(())
 }
 
-/// Turns proposals into queueable URLs: resolve, normalize, scope, depth.
+/// Turns proposals into queueable URLs: resolve, normalize, scope, depth. Also returns the
+/// raw-string hashes of the absolute links among them, for `known` once they are committed.
+///
+/// Most links a page proposes were proposed before, in the same words, and resolving and
+/// normalizing each again was the larger part of a commit's cost. An absolute link whose
+/// exact string is in `known` maps to a URL already in the frontier, so it would be dropped as
+/// a duplicate anyway: it is dropped here, after the one check that depends on the page
+/// proposing it (depth), so the skip counts stay what they were. Scope rules do not change
+/// during a crawl, and the frontier's set of known URLs only grows.
 fn accept_links(
     lease: &Lease,
     page_url: &Url,
     links: Vec<(crate::plugin::LinkOut, Option<String>)>,
     norm: &NormalizeConfig,
     scope: &Scope,
+    known: &mut SeenCache,
     summary: &mut Summary,
-) -> Vec<NewUrl> {
+) -> (Vec<NewUrl>, Vec<Fingerprint>) {
     let depth = lease.record.depth + 1;
     let mut out = Vec::with_capacity(links.len());
+    let mut raw_hashes = Vec::with_capacity(links.len());
     for (l, proposer) in links {
-        let Ok(mut u) = page_url.join(l.url.trim()) else {
+        let raw = l.url.trim();
+        let raw_hash = (raw.starts_with("http://") || raw.starts_with("https://"))
+            .then(|| raw_fingerprint(raw));
+        if let Some(h) = &raw_hash
+            && known.contains(h)
+        {
+            if l.kind == LinkKind::Follow
+                && let Err(why) = scope.check_depth(depth)
+            {
+                *summary.skipped.entry(why.into()).or_default() += 1;
+            }
+            continue;
+        }
+        let Ok(mut u) = page_url.join(raw) else {
             *summary.skipped.entry("invalid_link".into()).or_default() += 1;
             continue;
         };
@@ -1038,6 +1107,7 @@ fn accept_links(
             continue;
         }
         let metadata = l.metadata.filter(|m| m.len() <= 4096);
+        raw_hashes.extend(raw_hash);
         out.push(new_url(
             &u,
             depth,
@@ -1048,7 +1118,16 @@ fn accept_links(
             proposer,
         ));
     }
-    out
+    (out, raw_hashes)
+}
+
+/// 16 bytes of SHA-256 over a link exactly as proposed, like a URL fingerprint but before
+/// any normalization.
+fn raw_fingerprint(raw: &str) -> Fingerprint {
+    let digest = Sha256::digest(raw.as_bytes());
+    let mut fp = [0u8; 16];
+    fp.copy_from_slice(&digest[..16]);
+    fp
 }
 
 #[cfg(test)]
@@ -1071,6 +1150,85 @@ mod tests {
             calls += 1;
         }
         assert!((20..60).contains(&calls), "back after {calls} cheap calls");
+    }
+
+    #[test]
+    fn a_link_proposed_again_skips_resolving_but_still_counts_its_depth_skip() -> Result<()> {
+        let root = Url::parse("http://a.test/")?;
+        let scope = Scope::new(
+            &crate::config::ScopeConfig {
+                max_depth: Some(1),
+                ..Default::default()
+            },
+            std::slice::from_ref(&root),
+        )?;
+        let norm = NormalizeConfig::default();
+        let page = |depth| {
+            let n = new_url(&root, depth, 0, UrlKind::Page, None, None, None);
+            Lease::detached(n.fp, n.record)
+        };
+        let link = |url: &str| {
+            (
+                crate::plugin::LinkOut {
+                    url: url.into(),
+                    priority: 0,
+                    kind: LinkKind::Follow,
+                    metadata: None,
+                },
+                None,
+            )
+        };
+        let links = || vec![link("http://a.test/x?b=2&a=1"), link("/y")];
+        let urls = |out: &[NewUrl]| out.iter().map(|n| n.record.url.clone()).collect::<Vec<_>>();
+        let mut known = SeenCache::default();
+        let mut summary = Summary::default();
+
+        let (out, raw) = accept_links(
+            &page(0),
+            &root,
+            links(),
+            &norm,
+            &scope,
+            &mut known,
+            &mut summary,
+        );
+        assert_eq!(urls(&out), ["http://a.test/x?a=1&b=2", "http://a.test/y"]);
+        assert_eq!(
+            raw.len(),
+            1,
+            "only absolute links are remembered by their text"
+        );
+        for h in raw {
+            known.insert(h);
+        }
+
+        // Once committed, the same absolute text is dropped before it is parsed; a relative
+        // link depends on its page, so it is resolved every time.
+        let (out, raw) = accept_links(
+            &page(0),
+            &root,
+            links(),
+            &norm,
+            &scope,
+            &mut known,
+            &mut summary,
+        );
+        assert_eq!(urls(&out), ["http://a.test/y"]);
+        assert!(raw.is_empty());
+
+        // From a page at the depth limit both are skipped and counted, cached or not.
+        let (out, _) = accept_links(
+            &page(1),
+            &root,
+            links(),
+            &norm,
+            &scope,
+            &mut known,
+            &mut summary,
+        );
+        assert!(out.is_empty());
+        assert_eq!(summary.skipped.get("too_deep"), Some(&2));
+        Ok(())
     }
 
     #[test]

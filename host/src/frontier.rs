@@ -79,6 +79,18 @@ pub struct Lease {
     queue_key: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Lease {
+    /// A lease for tests of code that only reads one (nothing is in flight in a store).
+    pub(crate) fn detached(fp: Fingerprint, record: UrlRecord) -> Self {
+        Lease {
+            fp,
+            record,
+            queue_key: Vec::new(),
+        }
+    }
+}
+
 /// How a leased URL ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -296,7 +308,8 @@ pub struct FjallFrontier {
     seen: SeenCache,
 }
 
-/// Fingerprints recently found in the store or written to it.
+/// Fingerprints recently found in the store or written to it (the frontier's use), or any
+/// other set of fingerprints that only grows (the engine's cache of raw link strings).
 ///
 /// Most links a page proposes are already known (on the benchmark site, 96 % of them:
 /// navigation, related products), and asking the LSM-tree each time was 10 % of a crawl's CPU.
@@ -304,7 +317,7 @@ pub struct FjallFrontier {
 /// most `SEEN_CACHE` entries each keep the memory bounded (about 1.5 MB) at any crawl size: when
 /// the young one fills, the old one is dropped, and a hit in the old one is promoted.
 #[derive(Default)]
-struct SeenCache {
+pub(crate) struct SeenCache {
     young: HashSet<Fingerprint>,
     old: HashSet<Fingerprint>,
 }
@@ -312,7 +325,7 @@ struct SeenCache {
 const SEEN_CACHE: usize = 32 * 1024;
 
 impl SeenCache {
-    fn contains(&mut self, fp: &Fingerprint) -> bool {
+    pub(crate) fn contains(&mut self, fp: &Fingerprint) -> bool {
         if self.young.contains(fp) {
             return true;
         }
@@ -323,7 +336,7 @@ impl SeenCache {
         false
     }
 
-    fn insert(&mut self, fp: Fingerprint) {
+    pub(crate) fn insert(&mut self, fp: Fingerprint) {
         if self.young.len() >= SEEN_CACHE {
             self.old = std::mem::take(&mut self.young);
         }
