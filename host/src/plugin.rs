@@ -27,6 +27,9 @@ mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/since_v0.1.0",
         world: "plugin",
+        // The page goes to the guest by reference: its body and headers are copied once,
+        // into guest memory, not first into owned bindings types.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
@@ -670,31 +673,30 @@ impl Plugin {
         result.map_err(|e| self.classify(&store, &stderr, e))
     }
 
-    /// Runs `parse` on one page in a fresh instance. Blocking: call it from a blocking thread.
+    /// Runs `parse` on one page, in a warm instance or a fresh one. Blocking: the caller
+    /// decides which thread may wait for it (see `engine::CallCost`).
     pub fn parse(&self, page: &PageInput) -> Result<ParseOutput, PluginError> {
         use v0_1::sandcrawl::plugin::types as t;
+        let headers: Vec<t::Header<'_>> = page
+            .headers
+            .iter()
+            .map(|(n, v)| t::Header { name: n, value: v })
+            .collect();
         let wit_page = t::Page {
-            url: page.url.clone(),
+            url: &page.url,
             status: page.status,
-            headers: page
-                .headers
-                .iter()
-                .map(|(n, v)| t::Header {
-                    name: n.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
-            body: page.body.to_vec(),
-            encoding: page.encoding.clone(),
+            headers: &headers,
+            body: &page.body,
+            encoding: &page.encoding,
             context: t::CrawlContext {
                 depth: page.depth,
-                referrer: page.referrer.clone(),
-                metadata: page.metadata.clone(),
+                referrer: page.referrer.as_deref(),
+                metadata: page.metadata.as_deref(),
             },
         };
         let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
         let reused = warm.is_some();
-        let result = self.call_parse(warm, &wit_page);
+        let result = self.call_parse(warm, wit_page.clone());
         let output = match result {
             // A crash a fresh instance might not have had (state or memory left by earlier
             // pages) gets one more try on a fresh instance, so reuse never costs a page. A
@@ -704,7 +706,7 @@ impl Plugin {
                     plugin = &*self.name_tag,
                     "a warm instance failed ({e}); trying a fresh one"
                 );
-                self.call_parse(None, &wit_page)?
+                self.call_parse(None, wit_page)?
             }
             other => other?,
         };
@@ -717,7 +719,7 @@ impl Plugin {
     fn call_parse(
         &self,
         warm: Option<Warm>,
-        wit_page: &v0_1::sandcrawl::plugin::types::Page,
+        wit_page: v0_1::sandcrawl::plugin::types::Page<'_>,
     ) -> Result<v0_1::sandcrawl::plugin::types::ParseOutput, PluginError> {
         use v0_1::sandcrawl::plugin::types as t;
         let mut w = match warm {
