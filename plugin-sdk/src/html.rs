@@ -183,10 +183,30 @@ impl Extractor {
     }
 }
 
+/// Parsed selectors by their text. A plugin uses the same few selectors on every page, and
+/// the host may reuse its instance for many pages, so each is parsed once per instance;
+/// cloning a parsed selector only bumps a reference count. Selectors built from page data
+/// could be endless, so the cache stops taking new ones at `SELECTOR_CACHE` entries.
 fn parse_selector(s: &str) -> Result<Selector, ParseError> {
-    s.parse::<Selector>()
-        .map_err(|e| ParseError::Failed(format!("bad CSS selector {s:?}: {e}")))
+    thread_local! {
+        static PARSED: RefCell<HashMap<String, Selector>> = RefCell::new(HashMap::new());
+    }
+    if let Some(sel) = PARSED.with(|c| c.borrow().get(s).cloned()) {
+        return Ok(sel);
+    }
+    let sel = s
+        .parse::<Selector>()
+        .map_err(|e| ParseError::Failed(format!("bad CSS selector {s:?}: {e}")))?;
+    PARSED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < SELECTOR_CACHE {
+            c.insert(s.to_owned(), sel.clone());
+        }
+    });
+    Ok(sel)
 }
+
+const SELECTOR_CACHE: usize = 256;
 
 type Handler<'h> = (Cow<'static, Selector>, ElementContentHandlers<'h>);
 
