@@ -450,6 +450,25 @@ mod tests {
     }
 
     #[test]
+    fn cached_selectors_give_the_same_results_page_after_page() {
+        // One thread stands for one wasm instance serving several pages.
+        let ex = Extractor::new().text("x", "div.q .x").links();
+        for _ in 0..3 {
+            let m = ex.run_bytes(PAGE.as_bytes(), "utf-8").unwrap();
+            assert_eq!(m.all("x"), ["one", "two"]);
+            assert_eq!(m.follow_urls("http://e.com/").len(), 2);
+            let other = ex
+                .run_bytes(b"<div class=q><i class=x>z</i></div>", "utf-8")
+                .unwrap();
+            assert_eq!(other.all("x"), ["z"]);
+            let bad = Extractor::new()
+                .text("x", "div[[")
+                .run_bytes(b"<p>", "utf-8");
+            assert!(bad.is_err(), "a bad selector is never cached as good");
+        }
+    }
+
+    #[test]
     fn latin1_and_invalid_utf8_do_not_panic() {
         let m = Extractor::new()
             .text("p", "p")
