@@ -1,5 +1,6 @@
 //! The plugin runtime: loads WebAssembly components, checks them, caches their compiled
-//! code, and runs one sandboxed `parse` call per page under hard limits.
+//! code, and runs one sandboxed `parse` call per page under hard limits, in an instance that
+//! is either fresh or kept warm from an earlier page that ended cleanly.
 //!
 //! It owns the wasmtime `Engine`, the WASI policy (no files, sockets, env vars or args), the
 //! per-call budgets (time, memory, output) and the translation between host pages and the
@@ -165,7 +166,7 @@ pub struct PluginInfo {
     pub path: PathBuf,
 }
 
-/// Store data for one call. Lives exactly as long as one `parse`.
+/// Store data for one instance: one `parse` call, or several while the instance stays warm.
 struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -764,7 +765,7 @@ impl Plugin {
             && w.store.data().limiter.size <= WARM_MAX_MEMORY
             && w.stdout.contents().is_empty()
             && w.stderr.contents().is_empty()
-            && std::env::var_os("SANDCRAWL_NO_WARM").is_none();
+            && reuse_allowed();
         if keep && let Ok(mut list) = self.warm.lock() {
             // At most one idle instance per core: more would only hold pool slots.
             if list.len() < warm_per_plugin() {
@@ -902,6 +903,12 @@ impl Plugin {
             }
         }
     }
+}
+
+/// `SANDCRAWL_NO_WARM=1` gives every page a fresh instance (for measuring and debugging).
+fn reuse_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os("SANDCRAWL_NO_WARM").is_none())
 }
 
 fn warm_per_plugin() -> usize {
