@@ -1180,18 +1180,13 @@ mod tests {
         };
         let links = || vec![link("http://a.test/x?b=2&a=1"), link("/y")];
         let urls = |out: &[NewUrl]| out.iter().map(|n| n.record.url.clone()).collect::<Vec<_>>();
+        let accept = |known: &mut SeenCache, summary: &mut Summary, depth| {
+            accept_links(&page(depth), &root, links(), &norm, &scope, known, summary)
+        };
         let mut known = SeenCache::default();
         let mut summary = Summary::default();
 
-        let (out, raw) = accept_links(
-            &page(0),
-            &root,
-            links(),
-            &norm,
-            &scope,
-            &mut known,
-            &mut summary,
-        );
+        let (out, raw) = accept(&mut known, &mut summary, 0);
         assert_eq!(urls(&out), ["http://a.test/x?a=1&b=2", "http://a.test/y"]);
         assert_eq!(
             raw.len(),
@@ -1204,28 +1199,12 @@ mod tests {
 
         // Once committed, the same absolute text is dropped before it is parsed; a relative
         // link depends on its page, so it is resolved every time.
-        let (out, raw) = accept_links(
-            &page(0),
-            &root,
-            links(),
-            &norm,
-            &scope,
-            &mut known,
-            &mut summary,
-        );
+        let (out, raw) = accept(&mut known, &mut summary, 0);
         assert_eq!(urls(&out), ["http://a.test/y"]);
         assert!(raw.is_empty());
 
         // From a page at the depth limit both are skipped and counted, cached or not.
-        let (out, _) = accept_links(
-            &page(1),
-            &root,
-            links(),
-            &norm,
-            &scope,
-            &mut known,
-            &mut summary,
-        );
+        let (out, _) = accept(&mut known, &mut summary, 1);
         assert!(out.is_empty());
         assert_eq!(summary.skipped.get("too_deep"), Some(&2));
         Ok(())
