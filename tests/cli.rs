@@ -14,6 +14,14 @@ fn first_error_line(stderr: &str) -> String {
         .to_owned()
 }
 
+/// A saved page of the demo site, as the `PAGE` argument of `sandcrawl parse`.
+fn quotes_page() -> String {
+    root()
+        .join("plugins/quotes/tests/fixtures/quotes-page-1.html")
+        .display()
+        .to_string()
+}
+
 #[test]
 fn plugins_list_and_check() {
     let dir = tempdir("list");
@@ -60,10 +68,7 @@ fn plugins_list_and_check() {
 
 #[test]
 fn parse_replays_a_saved_page_deterministically() {
-    let page = root()
-        .join("plugins/quotes/tests/fixtures/quotes-page-1.html")
-        .display()
-        .to_string();
+    let page = quotes_page();
     let q = plugin("quotes").display().to_string();
     let args = [
         "parse",
@@ -93,10 +98,7 @@ fn parse_replays_a_saved_page_deterministically() {
 fn parse_reports_a_panicking_or_printing_plugin_as_one_error_line() {
     // A plugin's stderr and stdout are blocking WASI streams; the host must serve them
     // without starting a runtime inside its own (which used to abort `parse` with a panic).
-    let page = root()
-        .join("plugins/quotes/tests/fixtures/quotes-page-1.html")
-        .display()
-        .to_string();
+    let page = quotes_page();
     let h = plugin("hostile").display().to_string();
     for (what, says) in [
         ("panic", "hostile plugin panics on purpose"),

@@ -352,6 +352,16 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::Exit
     None
 }
 
+/// Everything the (finished) child wrote to stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 /// A tiny deterministic generator, seeded from the clock and printed, so a failing
 /// interleaving can be replayed by setting SANDCRAWL_CRASH_SEED.
 struct Lcg(u64);
@@ -462,11 +472,7 @@ fn ctrl_c_stops_cleanly_and_resume_completes() {
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = wait_bounded(&mut child, Duration::from_secs(30)).expect("stops after Ctrl+C");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = stderr_of(&mut child);
     assert!(status.success(), "Ctrl+C must exit 0: {err}");
     assert!(err.contains("stopped in"), "{err}");
     let s = summary(&st);
@@ -543,11 +549,7 @@ fn power_loss_of_the_items_tail_resumes_from_the_last_checkpoint() {
 
     let mut child = spawn_crawl_every(&st, &seeds, never);
     let status = wait_bounded(&mut child, LIMIT).expect("resume finishes");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = stderr_of(&mut child);
     assert!(status.success(), "{err}");
     assert!(err.contains("unsynced tail was lost"), "{err}");
     let items = read_items(&items_path);

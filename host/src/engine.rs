@@ -13,7 +13,7 @@ use crate::fetch::{Fetcher, Response};
 use crate::frontier::{
     FjallFrontier, Frontier, Lease, NewUrl, Outcome, SeenCache, UrlKind, UrlRecord,
 };
-use crate::normalize::{Fingerprint, NormalizeConfig, fingerprint, host_key};
+use crate::normalize::{Fingerprint, NormalizeConfig, fingerprint, fingerprint_of, host_key};
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
 use crate::robots::{self, Robots};
@@ -1071,7 +1071,7 @@ fn accept_links(
     for (l, proposer) in links {
         let raw = l.url.trim();
         let raw_hash = (raw.starts_with("http://") || raw.starts_with("https://"))
-            .then(|| raw_fingerprint(raw));
+            .then(|| fingerprint_of(raw));
         if let Some(h) = &raw_hash
             && known.contains(h)
         {
@@ -1119,15 +1119,6 @@ fn accept_links(
         ));
     }
     (out, raw_hashes)
-}
-
-/// 16 bytes of SHA-256 over a link exactly as proposed, like a URL fingerprint but before
-/// any normalization.
-fn raw_fingerprint(raw: &str) -> Fingerprint {
-    let digest = Sha256::digest(raw.as_bytes());
-    let mut fp = [0u8; 16];
-    fp.copy_from_slice(&digest[..16]);
-    fp
 }
 
 #[cfg(test)]

@@ -547,18 +547,17 @@ impl Fetcher {
             } else {
                 data
             };
-            match first.take() {
-                None if gathered.is_empty() => first = Some(data),
-                earlier => {
-                    if let Some(earlier) = earlier {
-                        let want = declared
-                            .unwrap_or(0)
-                            .clamp(earlier.len() + data.len(), limit);
-                        gathered.reserve_exact(want);
-                        gathered.extend_from_slice(&earlier);
-                    }
-                    gathered.extend_from_slice(&data);
+            if first.is_none() && gathered.is_empty() {
+                first = Some(data);
+            } else {
+                if let Some(earlier) = first.take() {
+                    let want = declared
+                        .unwrap_or(0)
+                        .clamp(earlier.len() + data.len(), limit);
+                    gathered.reserve_exact(want);
+                    gathered.extend_from_slice(&earlier);
                 }
+                gathered.extend_from_slice(&data);
             }
             if truncated {
                 break;

@@ -294,7 +294,7 @@ async fn dispatch(cmd: Command) -> Result<i32> {
             tokio::signal::ctrl_c().await.ok();
             Ok(0)
         }
-        other @ (Command::Plugins(_) | Command::Parse { .. }) => dispatch_error(&other),
+        Command::Plugins(_) | Command::Parse { .. } => misrouted(),
     }
 }
 
@@ -329,12 +329,12 @@ fn offline(cmd: Command) -> Result<i32> {
             &content_type,
             config_json.as_deref(),
         ),
-        other => dispatch_error(&other),
+        _ => misrouted(),
     }
 }
 
 /// `main` routes each command to `offline` or `dispatch`; reaching the other one is a bug.
-fn dispatch_error(_: &Command) -> Result<i32> {
+fn misrouted() -> Result<i32> {
     Err(anyhow!(
         "internal error: a command was routed to the wrong runner"
     ))

@@ -94,7 +94,13 @@ impl NormalizeConfig {
 }
 
 pub fn fingerprint(url: &Url) -> Fingerprint {
-    let digest = Sha256::digest(url.as_str().as_bytes());
+    fingerprint_of(url.as_str())
+}
+
+/// The same 16 bytes of SHA-256 over any text: the engine keys link texts, before they are
+/// normalized, with it.
+pub fn fingerprint_of(text: &str) -> Fingerprint {
+    let digest = Sha256::digest(text.as_bytes());
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
     fp

@@ -752,7 +752,7 @@ impl Plugin {
             .sandcrawl_plugin_parser()
             .call_parse(&mut w.store, wit_page);
         w.calls += 1;
-        self.forward_output(&w.stdout, &w.stderr);
+        let wrote = self.forward_output(&w.stdout, &w.stderr);
         let output = match result {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(t::ParseError::NotMine)) => Err(PluginError::NotMine),
@@ -763,8 +763,7 @@ impl Plugin {
         };
         let keep = w.calls < WARM_MAX_CALLS
             && w.store.data().limiter.size <= WARM_MAX_MEMORY
-            && w.stdout.contents().is_empty()
-            && w.stderr.contents().is_empty()
+            && !wrote
             && reuse_allowed();
         if keep && let Ok(mut list) = self.warm.lock() {
             // At most one idle instance per core: more would only hold pool slots.
@@ -890,18 +889,22 @@ impl Plugin {
         }
     }
 
-    /// Guest stdout/stderr go to the host log, tagged with the plugin's name.
-    fn forward_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    /// Guest stdout/stderr go to the host log, tagged with the plugin's name. Returns whether
+    /// the guest wrote anything.
+    fn forward_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> bool {
+        let mut wrote = false;
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let bytes = pipe.contents();
             if bytes.is_empty() {
                 continue;
             }
+            wrote = true;
             let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().take(50) {
                 tracing::info!(plugin = &*self.name_tag, stream, "{}", truncate(line, 500));
             }
         }
+        wrote
     }
 }
 
