@@ -234,8 +234,10 @@ fn scope_domains_and_patterns() {
     assert_eq!(s["skipped"]["off_domain"], 1, "{s}");
     assert_eq!(s["skipped"]["denied_pattern"], 1, "{s}");
 
-    // Allowing the other host's domain lets the crawl go there.
+    // Allowing the other host's domain lets the crawl go there. Scope is by origin, so a
+    // host on a port that is not its scheme's default (nor a seed's) is named with its port.
     let st = tempdir("scope2");
+    let other_origin = format!("127.0.0.3:{}", other.addr.port());
     run_crawl(
         &st,
         &[
@@ -243,7 +245,7 @@ fn scope_domains_and_patterns() {
             "--allow-domain",
             "127.0.0.1",
             "--allow-domain",
-            "127.0.0.3",
+            &other_origin,
         ],
     );
     assert!(

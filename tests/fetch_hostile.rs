@@ -337,7 +337,7 @@ fn encodings_are_detected_and_bad_bytes_do_not_panic() {
         );
         let r = get(&f, &s.url("/bad-utf8")).await.0.expect("bad utf8");
         assert_eq!(r.encoding, "UTF-8");
-        let links = sandcrawl::links::extract(&r.final_url, &r.body, r.encoding);
+        let links = sandcrawl::links::extract(&r.final_url, &r.body, r.encoding, usize::MAX).links;
         assert!(links.is_empty());
     });
 }
@@ -587,6 +587,13 @@ fn failing_hosts_are_backed_off_then_given_up() {
         ],
     );
     assert_eq!(s["errors"]["broken"], 1, "{s}");
+    // The last cause is kept, the whole chain of it.
+    let cause = s["error_samples"]["broken"]["cause"].as_str().unwrap_or("");
+    assert!(
+        cause.contains("connection closed before message completed"),
+        "{s}"
+    );
+    assert_eq!(s["error_samples"]["broken"]["url"], site.url("/"));
     let hits: Vec<_> = site.hits().into_iter().filter(|h| h.path == "/").collect();
     assert_eq!(hits.len(), 4, "first try + 3 retries");
     for (n, w) in hits.windows(2).enumerate() {
@@ -725,4 +732,88 @@ fn proxies_plain_http_and_tunnel_https() {
         let err = Fetcher::new(bad).err().expect("bad proxy URL is refused");
         assert!(format!("{err:#}").contains("fetch.proxy"), "{err:#}");
     });
+}
+
+#[test]
+fn many_headers_are_kept_and_an_oversized_head_fails_at_once() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        let mut b = Response::builder().header("content-type", "text/html");
+        match req.uri().path() {
+            "/many" => {
+                for i in 0..150 {
+                    b = b.header(format!("x-h{i}"), "v");
+                }
+            }
+            "/huge" => b = b.header("x-big", "a".repeat(110_000)),
+            "/robots.txt" => return html(404, ""),
+            _ => {}
+        }
+        b.body(full("<p>ok</p>")).expect("response")
+    }));
+    rt.block_on(async {
+        let f = fetcher(|_| {});
+        let (r, _) = get(&f, &site.url("/many")).await;
+        let r = r.expect("150 headers are a page, not a broken connection");
+        assert!(r.headers.len() > 150);
+        let (r, _) = get(&f, &site.url("/huge")).await;
+        let e = r.expect_err("110,000 bytes of headers over a 65,536 limit");
+        assert_eq!(e.kind(), "header_limit", "{e}");
+        assert!(!e.retryable());
+    });
+    let s = crawl(&site, &["--set", "politeness.max_retries=3"]);
+    assert_eq!(s["pages"], 1, "{s}");
+    drop(s);
+    let st = tempdir("huge-head");
+    let state = st.display().to_string();
+    let u = site.url("/huge");
+    let (status, _, err) = run_bin(
+        &["run", "--state", &state, "--no-progress", &u],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(st.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(s["errors"]["header_limit"], 1, "{s}");
+    assert_eq!(s["retries"], 0, "{s}");
+    let huge_hits = site.paths().iter().filter(|p| *p == "/huge").count();
+    assert_eq!(
+        huge_hits, 2,
+        "one fetch above, one in the crawl: not retried"
+    );
+}
+
+#[test]
+fn a_tls_failure_on_robots_txt_fails_the_host_at_once_with_its_cause() {
+    let rt = sandcrawl_e2e::runtime();
+    let addr = rt.block_on(tls_server(vec![b"http/1.1".to_vec()]));
+    let st = tempdir("tls-robots");
+    let state = st.display().to_string();
+    let seeds: Vec<String> = (0..3).map(|i| format!("https://{addr}/p{i}")).collect();
+    let mut args = vec!["run", "--state", &state, "--no-progress"];
+    args.extend(seeds.iter().map(String::as_str));
+    let started = Instant::now();
+    let (status, _, err) = run_bin(&args, Duration::from_secs(60));
+    assert!(status.success(), "{err}");
+    // Not 3 retries 30 s apart: a certificate does not get better by waiting.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(st.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(s["errors"]["tls"], 3, "{s}");
+    assert_eq!(s["retries"], 0, "{s}");
+    let cause = s["error_samples"]["tls"]["cause"].as_str().unwrap_or("");
+    assert!(cause.to_ascii_lowercase().contains("certificate"), "{s}");
+    let warn = err
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("robots.txt failed permanently"));
+    assert!(
+        warn.is_some_and(|l| l.to_ascii_lowercase().contains("certificate")),
+        "{err}"
+    );
 }

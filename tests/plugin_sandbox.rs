@@ -35,13 +35,15 @@ fn fixture(plugin: &str, name: &str) -> Vec<u8> {
 #[test]
 fn example_plugins_give_exact_items_and_links() {
     let rt = runtime(Limits::default());
-    let quotes = rt.load_file(&plugin("quotes")).expect("load quotes");
+    let quotes = rt
+        .load_file_blocking(&plugin("quotes"))
+        .expect("load quotes");
     assert_eq!(quotes.info.name, "quotes");
     assert_eq!(quotes.info.wit_version, "0.1.0");
     assert_eq!(quotes.info.sha256.len(), 64);
 
     let out = quotes
-        .parse(&page(
+        .parse_blocking(&page(
             "http://demo.test/quotes/page/1/",
             &fixture("quotes", "quotes-page-1.html"),
         ))
@@ -49,7 +51,7 @@ fn example_plugins_give_exact_items_and_links() {
     assert_eq!(out.items.len(), 10);
     assert_eq!(out.items[0].kind, "quote");
     assert_eq!(
-        serde_json::Value::Object(out.items[0].fields.clone()),
+        serde_json::Value::Object(out.items[0].fields()),
         serde_json::json!({
             "text": "Quote 1: patience is the road that rivers walks on.",
             "author": "Ada Quill",
@@ -66,13 +68,13 @@ fn example_plugins_give_exact_items_and_links() {
     assert_eq!(out.links[0].metadata.as_deref(), Some("Ada Quill"));
 
     let author = quotes
-        .parse(&page(
+        .parse_blocking(&page(
             "http://demo.test/author/ada-quill/",
             &fixture("quotes", "author-ada-quill.html"),
         ))
         .expect("parse author");
     assert_eq!(
-        serde_json::Value::Object(author.items[0].fields.clone()),
+        serde_json::Value::Object(author.items[0].fields()),
         serde_json::json!({
             "name": "Ada Quill",
             "born": "March 3, 1900",
@@ -80,15 +82,17 @@ fn example_plugins_give_exact_items_and_links() {
         })
     );
 
-    let products = rt.load_file(&plugin("products")).expect("load products");
+    let products = rt
+        .load_file_blocking(&plugin("products"))
+        .expect("load products");
     let out = products
-        .parse(&page(
+        .parse_blocking(&page(
             "http://demo.test/catalogue/travel-book-1/index.html",
             &fixture("products", "product-travel-book-1.html"),
         ))
         .expect("parse product");
     assert_eq!(out.items.len(), 1);
-    let p = serde_json::Value::Object(out.items[0].fields.clone());
+    let p = serde_json::Value::Object(out.items[0].fields());
     assert_eq!(p["title"], "Travel Book 1");
     assert_eq!(p["price"], 10.99);
     assert_eq!(p["in_stock"], true);
@@ -100,20 +104,20 @@ fn example_plugins_give_exact_items_and_links() {
 #[test]
 fn plugin_config_reaches_the_guest() {
     let rt = runtime(Limits::default());
-    let mut products = rt.load_file(&plugin("products")).expect("load");
+    let mut products = rt.load_file_blocking(&plugin("products")).expect("load");
     products.set_config(&serde_json::json!({ "currency": "CHF" }));
     let out = products
-        .parse(&page(
+        .parse_blocking(&page(
             "http://demo.test/catalogue/x/index.html",
             b"<div class=product_main><h1>X</h1><p class=price_color>12.50</p></div>",
         ))
         .expect("parse");
-    assert_eq!(out.items[0].fields["currency"], "CHF");
+    assert_eq!(out.items[0].fields()["currency"], "CHF");
 }
 
 fn hostile(limits: Limits) -> Plugin {
     runtime(limits)
-        .load_file(&plugin("hostile"))
+        .load_file_blocking(&plugin("hostile"))
         .expect("load hostile")
 }
 
@@ -125,7 +129,7 @@ fn attack(
     Duration,
 ) {
     let t = Instant::now();
-    let r = p.parse(&page(
+    let r = p.parse_blocking(&page(
         &format!("http://t.test/hostile/{what}"),
         b"<html></html>",
     ));
@@ -135,7 +139,7 @@ fn attack(
 /// After every attack, the same plugin parses an ordinary page normally.
 fn still_works(p: &Plugin) {
     let out = p
-        .parse(&page("http://t.test/hostile/fine", b"<html></html>"))
+        .parse_blocking(&page("http://t.test/hostile/fine", b"<html></html>"))
         .expect("a well-behaved page after an attack");
     assert_eq!(out.items.len(), 1);
     assert_eq!(out.items[0].kind, "ok");
@@ -152,7 +156,7 @@ fn instances_are_reused_and_a_leak_never_costs_a_page() {
         .map(|_| {
             let (r, _) = attack(&p, "count");
             let out = r.expect("count");
-            out.items[0].fields["calls_in_this_instance"]
+            out.items[0].fields()["calls_in_this_instance"]
                 .as_u64()
                 .unwrap_or(0)
         })
@@ -163,7 +167,7 @@ fn instances_are_reused_and_a_leak_never_costs_a_page() {
     for n in 0..4 {
         let (r, _) = attack(&p, "leak");
         let out = r.unwrap_or_else(|e| panic!("leak call {n}: {e}"));
-        let in_instance = out.items[0].fields["calls_in_this_instance"].as_u64();
+        let in_instance = out.items[0].fields()["calls_in_this_instance"].as_u64();
         assert!(
             matches!(in_instance, Some(1 | 2)),
             "call {n}: {in_instance:?}"
@@ -253,7 +257,8 @@ fn too_many_items_is_refused_exactly() {
 fn stdout_flood_is_cut() {
     let p = hostile(Limits::default());
     let (r, took) = attack(&p, "stdout");
-    assert_eq!(r.unwrap_err().kind(), "trap");
+    // Over limits.max_log_kib: counted as the plugin's log-limit error.
+    assert_eq!(r.unwrap_err().kind(), "log_limit");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     still_works(&p);
 }
@@ -270,8 +275,8 @@ fn invalid_item_json_is_reported() {
 fn probe(p: &Plugin, what: &str, metadata: Option<String>) -> serde_json::Value {
     let mut pg = page(&format!("http://t.test/hostile/{what}"), b"");
     pg.metadata = metadata;
-    let out = p.parse(&pg).expect("probe runs");
-    serde_json::Value::Object(out.items[0].fields.clone())
+    let out = p.parse_blocking(&pg).expect("probe runs");
+    serde_json::Value::Object(out.items[0].fields())
 }
 
 #[test]
@@ -299,7 +304,7 @@ fn no_files_sockets_or_environment() {
 fn plugin_built_for_another_wit_version_is_rejected_clearly() {
     let rt = runtime(Limits::default());
     let err = rt
-        .load_file(&plugin("future-wit"))
+        .load_file_blocking(&plugin("future-wit"))
         .err()
         .expect("must be rejected");
     let msg = format!("{err:#}");
@@ -319,7 +324,7 @@ fn bad_files_get_one_line_each_and_the_rest_still_load() {
     std::fs::write(dir.join("e-core.wasm"), b"\0asm\x01\0\0\0").expect("write");
     std::fs::copy(plugin("products"), dir.join("f-products.wasm")).expect("copy");
     let rt = runtime(Limits::default());
-    let (ok, errors) = rt.load_dir(&dir).expect("folder readable");
+    let (ok, errors) = rt.load_dir_blocking(&dir).expect("folder readable");
     let names: Vec<_> = ok.iter().map(|p| p.info.name.as_str()).collect();
     assert_eq!(names, ["quotes", "products"]);
     assert_eq!(errors.len(), 4, "{errors:#?}");
@@ -343,7 +348,7 @@ fn bad_files_get_one_line_each_and_the_rest_still_load() {
     );
 
     let missing = rt
-        .load_dir(&dir.join("nope"))
+        .load_dir_blocking(&dir.join("nope"))
         .err()
         .expect("missing folder is an error");
     assert!(format!("{missing:#}").contains("cannot read plugin folder"));
@@ -353,7 +358,8 @@ fn bad_files_get_one_line_each_and_the_rest_still_load() {
 fn compiled_code_is_cached_on_disk() {
     let cache = tempdir("cache2");
     let rt = Runtime::new(Limits::default(), Some(cache.clone())).expect("runtime");
-    rt.load_file(&plugin("noop")).expect("first load compiles");
+    rt.load_file_blocking(&plugin("noop"))
+        .expect("first load compiles");
     let files: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .filter_map(|e| e.ok())
@@ -365,10 +371,10 @@ fn compiled_code_is_cached_on_disk() {
     std::fs::write(cache.join(&files[0]), b"corrupt").expect("corrupt it");
     let rt2 = Runtime::new(Limits::default(), Some(cache.clone())).expect("runtime");
     let p = rt2
-        .load_file(&plugin("noop"))
+        .load_file_blocking(&plugin("noop"))
         .expect("recompiles over a corrupt cache entry");
     assert!(
-        p.parse(&page("http://x.test/", b""))
+        p.parse_blocking(&page("http://x.test/", b""))
             .expect("noop")
             .items
             .is_empty()
@@ -379,7 +385,7 @@ fn compiled_code_is_cached_on_disk() {
 fn full_dom_is_available_inside_the_guest() {
     let p = hostile(Limits::default());
     let out = p
-        .parse(&page(
+        .parse_blocking(&page(
             "http://t.test/hostile/dom",
             b"<div class=box><h1>One</h1></div><h1>skip</h1><div class=box><p><h1>nested</h1></p><h1>Two</h1></div>",
         ))
@@ -387,7 +393,161 @@ fn full_dom_is_available_inside_the_guest() {
     // A real HTML tree builder: the <h1> closes the open <p>, so "nested" becomes a direct
     // child of the div, as in a browser; the <h1> outside any div.box is not selected.
     assert_eq!(
-        out.items[0].fields["titles"],
+        out.items[0].fields()["titles"],
         serde_json::json!(["One", "nested", "Two"])
     );
+}
+
+#[test]
+fn a_call_blocked_in_wasi_is_stopped_at_its_deadline() {
+    let p = hostile(Limits {
+        timeout_ms: 300,
+        ..Limits::default()
+    });
+    for what in ["sleep", "sleepday"] {
+        let (r, took) = attack(&p, what);
+        assert_eq!(r.unwrap_err(), PluginError::Timeout(300), "{what}");
+        // The budget plus scheduling slack: nowhere near the 10 s or one day asked for.
+        assert!(took < Duration::from_secs(3), "{what} took {took:?}");
+    }
+    still_works(&p);
+}
+
+#[test]
+fn plugins_that_sleep_to_their_deadline_do_not_starve_the_others() {
+    let exec = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rt = runtime(Limits {
+        timeout_ms: 4_000,
+        ..Limits::default()
+    });
+    let bad = std::sync::Arc::new(rt.load_file_blocking(&plugin("hostile")).expect("hostile"));
+    let good = std::sync::Arc::new(rt.load_file_blocking(&plugin("quotes")).expect("quotes"));
+    let quotes_page = fixture("quotes", "quotes-page-1.html");
+    exec.block_on(async move {
+        let started = Instant::now();
+        // Far more sleeping calls than there are call slots.
+        let sleepers: Vec<_> = (0..16)
+            .map(|_| {
+                let bad = std::sync::Arc::clone(&bad);
+                tokio::spawn(async move {
+                    bad.parse(&page("http://t.test/hostile/sleepday", b""))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..8 {
+            let out = good
+                .parse(&page("http://demo.test/quotes/page/1/", &quotes_page))
+                .await
+                .expect("the well-behaved plugin still parses");
+            assert_eq!(out.items.len(), 10);
+        }
+        // All eight pages were parsed while the sleepers held their share of the slots,
+        // long before the sleepers' first deadline.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        for s in sleepers {
+            let r = s.await.expect("task");
+            assert_eq!(r.unwrap_err(), PluginError::Timeout(4_000));
+        }
+    });
+}
+
+#[test]
+fn log_volume_is_capped_and_counted_as_a_plugin_error() {
+    let p = hostile(Limits::default());
+    let (r, took) = attack(&p, "logflood");
+    match r.unwrap_err() {
+        PluginError::LogLimit(m) => assert!(m.contains("limits.max_log_kib"), "{m}"),
+        other => panic!("expected a log-limit error, got {other}"),
+    }
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // stdout and the log share the budget too.
+    let (r, _) = attack(&p, "stdout");
+    assert_eq!(r.unwrap_err().kind(), "log_limit");
+    still_works(&p);
+}
+
+#[test]
+fn exit_is_reported_as_exit() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "exit");
+    match r.unwrap_err() {
+        // WASI p2 passes only success or failure, so exit(3) arrives as exit(1).
+        PluginError::Trap(m) => assert!(m.contains("called exit(1)"), "{m}"),
+        other => panic!("expected a trap, got {other}"),
+    }
+    still_works(&p);
+}
+
+#[test]
+fn item_json_keeps_exact_numbers_and_field_order_and_host_kinds_are_reserved() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "bignum");
+    let out = r.expect("bignum");
+    assert_eq!(
+        out.items[0].json.get(),
+        "{\"big\":123456789012345678901234567890,\"precise\":0.1000000000000000055511151231257827,\"z\":1,\"a\":2}"
+    );
+    let (r, _) = attack(&p, "filekind");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), "invalid_output");
+    assert!(e.to_string().contains("reserved"), "{e}");
+    still_works(&p);
+}
+
+#[test]
+fn a_31_mib_item_of_tiny_values_stays_text() {
+    let p = hostile(Limits::default());
+    let (r, _) = attack(&p, "widejson");
+    let out = r.expect("an item under the output cap is accepted");
+    assert!(out.items[0].json.get().len() > 30 << 20);
+    still_works(&p);
+}
+
+#[test]
+fn exports_with_other_signatures_are_named_at_load() {
+    let rt = runtime(Limits::default());
+    let err = rt
+        .load_file_blocking(&plugin("bad-signature"))
+        .err()
+        .expect("must be refused");
+    let msg = format!("{err:#}");
+    assert!(!msg.contains("trapped"), "{msg}");
+    assert!(
+        msg.contains("do not match WIT sandcrawl:plugin@0.1.0"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
+#[test]
+fn components_over_the_per_plugin_instance_bounds_are_refused_at_load() {
+    let dir = tempdir("bounds");
+    // 40 core instances, each with a memory: within the pool's totals for one component
+    // it would take the instances every other plugin needs.
+    let mut wat = String::from("(component (core module $m (memory 1))");
+    for _ in 0..40 {
+        wat.push_str(" (core instance (instantiate $m))");
+    }
+    wat.push(')');
+    let bytes = wat::parse_str(&wat).expect("valid component text");
+    let path = dir.join("many.wasm");
+    std::fs::write(&path, bytes).expect("write");
+    let err = runtime(Limits::default())
+        .load_file_blocking(&path)
+        .err()
+        .expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("many.wasm: refused"), "{msg}");
+    assert!(msg.contains("at most"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
 }

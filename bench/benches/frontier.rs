@@ -49,6 +49,7 @@ fn main() {
                         metadata: None,
                         proposer: None,
                         attempts: 0,
+                        aliases: Vec::new(),
                     },
                 }
             })
@@ -90,7 +91,7 @@ fn main() {
             t_lease += t0.elapsed();
             if let Some(l) = leased {
                 let t1 = Instant::now();
-                f.complete(&l, Outcome::Done, true, Vec::new(), &token)
+                f.complete(&l, Outcome::Done, true, &[], Vec::new(), &token)
                     .unwrap_or_else(|e| panic!("{e:#}"));
                 t_complete += t1.elapsed();
                 done += 1;

@@ -55,19 +55,24 @@ fn main() {
         .map_or_else(|| root().join("target/plugins"), PathBuf::from);
     let rt = Runtime::new(Limits::default(), None).unwrap_or_else(|e| panic!("runtime: {e:#}"));
     let load = |name: &str| {
-        rt.load_file(&plugins.join(format!("{name}.wasm")))
+        rt.load_file_blocking(&plugins.join(format!("{name}.wasm")))
             .unwrap_or_else(|e| panic!("{e:#} (build plugins first: ./dev build-plugins)"))
     };
     let noop = load("noop");
     let shop = load("shop");
     let n = 2000;
+    // Calls are async, as in a crawl: one runtime drives them all.
+    let exec = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
 
     measure("noop plugin (fixed overhead)", n, || {
-        let out = noop.parse(&input);
+        let out = exec.block_on(noop.parse(&input));
         assert!(out.is_ok_and(|o| o.items.is_empty()));
     });
     measure("shop plugin in the sandbox (extract + links)", n, || {
-        let out = shop.parse(&input);
+        let out = exec.block_on(shop.parse(&input));
         assert!(out.is_ok_and(|o| o.items.len() == 1));
     });
 
@@ -103,6 +108,10 @@ fn main() {
     });
     let page_url = url::Url::parse(url).unwrap_or_else(|e| panic!("{e}"));
     measure("host link follower (lol_html), native", n, || {
-        assert!(!sandcrawl::links::extract(&page_url, &body, "UTF-8").is_empty());
+        assert!(
+            !sandcrawl::links::extract(&page_url, &body, "UTF-8", usize::MAX)
+                .links
+                .is_empty()
+        );
     });
 }

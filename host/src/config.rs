@@ -32,6 +32,8 @@ pub struct CrawlConfig {
     pub files_dir: Option<PathBuf>,
     /// Follow `<a href>` links on pages no plugin claims.
     pub follow_unclaimed: bool,
+    /// Links the built-in follower queues from one page; the rest are counted as skipped.
+    pub follow_max_links: usize,
     /// Progress line on a terminal (plain periodic log lines otherwise).
     pub progress: bool,
     /// Seconds between plain progress log lines when not on a terminal.
@@ -60,6 +62,7 @@ impl Default for CrawlConfig {
             format: Format::Jsonl,
             files_dir: None,
             follow_unclaimed: true,
+            follow_max_links: 10_000,
             progress: true,
             progress_interval_s: 10,
             checkpoint_interval_s: 5,
@@ -74,20 +77,101 @@ impl Default for CrawlConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// `[scope]`. Every bound has a default (a crawl with no settings still stops); set one to
+/// `"unlimited"` to lift it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScopeConfig {
-    /// Hosts the crawl may visit; a domain also admits its subdomains. Empty: the seeds' hosts.
+    /// Domains the crawl may visit (subdomains included), on ports 80 and 443, or on the port
+    /// given as "example.com:8080". Empty: the seeds' origins (scheme, host, port), where a
+    /// seed on a default port also admits the other scheme's default port.
     pub allowed_domains: Vec<String>,
+    /// Further origins, e.g. "http://127.0.0.1:8080".
+    pub allowed_origins: Vec<String>,
+    /// Further ports admitted on every allowed domain.
+    pub allowed_ports: Vec<u16>,
     /// Regexes; when any is given, a URL must match one.
     pub allow: Vec<String>,
     /// Regexes; a URL matching any is never fetched.
     pub deny: Vec<String>,
     /// Link hops from the seeds (seeds are depth 0).
+    #[serde(with = "bound")]
     pub max_depth: Option<u32>,
     /// Pages fetched in the whole crawl (downloads not counted).
+    #[serde(with = "bound")]
     pub max_pages: Option<u64>,
+    #[serde(with = "bound")]
     pub max_pages_per_host: Option<u64>,
+    /// Path segments a URL may have (trap heuristic).
+    #[serde(with = "bound")]
+    pub max_path_segments: Option<u32>,
+    /// Times one path segment may occur in a URL's path (`/a/b/a/b/a/b` traps).
+    #[serde(with = "bound")]
+    pub max_segment_repeats: Option<u32>,
+    /// Distinct query strings queued per host and path (session ids, calendars).
+    #[serde(with = "bound")]
+    pub max_query_variants: Option<u32>,
+}
+
+impl Default for ScopeConfig {
+    fn default() -> Self {
+        ScopeConfig {
+            allowed_domains: Vec::new(),
+            allowed_origins: Vec::new(),
+            allowed_ports: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_depth: Some(20),
+            max_pages: Some(1_000_000),
+            max_pages_per_host: Some(100_000),
+            max_path_segments: Some(20),
+            max_segment_repeats: Some(3),
+            max_query_variants: Some(1_000),
+        }
+    }
+}
+
+/// A bound that is a whole number or `"unlimited"`.
+mod bound {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: Copy + Into<u64>>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64((*n).into()),
+            None => s.serialize_str("unlimited"),
+        }
+    }
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => u64::try_from(n)
+                .ok()
+                .and_then(|n| T::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{n} is out of range; use a whole number or \"unlimited\""
+                    ))
+                }),
+            Raw::Text(t) if matches!(t.as_str(), "unlimited" | "none") => Ok(None),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "{t:?} is not a bound; use a whole number or \"unlimited\""
+            ))),
+        }
+    }
 }
 
 /// `[plugins.NAME]`.
@@ -147,6 +231,19 @@ impl CrawlConfig {
         }
         if self.limits.timeout_ms == 0 || self.limits.memory_mib == 0 {
             bail!("limits.timeout_ms and limits.memory_mib must be above 0");
+        }
+        if self.fetch.max_bytes_in_flight < self.fetch.max_body_bytes {
+            bail!(
+                "fetch.max_bytes_in_flight ({}) must be at least fetch.max_body_bytes ({})",
+                self.fetch.max_bytes_in_flight,
+                self.fetch.max_body_bytes
+            );
+        }
+        for (name, p) in &self.plugins {
+            if let Some(pats) = &p.patterns {
+                crate::plugin::check_patterns(pats)
+                    .map_err(|e| anyhow!("plugins.{name}.patterns: {e}"))?;
+            }
         }
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");

@@ -1,15 +1,16 @@
 //! The crawl loop: seeds → frontier → politeness → fetch → route → plugin → sink, and the
 //! commit that ties a page's items and new links together.
 //!
-//! One scheduler task owns the frontier, the sink and politeness (no locks on the hot path);
-//! workers fetch and parse concurrently and send their results back, and the scheduler
-//! commits each page in order: items are written to the sink first, then one frontier batch
-//! marks the page done, queues its links and records the sink's position. The engine owns
-//! scope decisions and retries; it must not know about HTTP details (`fetch`), plugin
-//! internals (`plugin`) or output formats (`sink`).
+//! One scheduler (`Scheduler`) owns the frontier, the sink, politeness, the summary and the
+//! claims on redirect targets (no locks on the hot path); workers fetch and parse
+//! concurrently and send their results back, and the scheduler commits each page in order:
+//! items are written to the sink first, then one frontier batch marks the page (and every
+//! URL its redirects reached) done, queues its links and records the sink's position. The
+//! engine owns scope decisions, redirect dedup and retries; it must not know about HTTP
+//! details (`fetch`), plugin internals (`plugin`) or output formats (`sink`).
 
 use crate::config::CrawlConfig;
-use crate::fetch::{Fetcher, Response};
+use crate::fetch::{FetchError, Fetcher, Response};
 use crate::frontier::{
     FjallFrontier, Frontier, Lease, NewUrl, Outcome, SeenCache, UrlKind, UrlRecord,
 };
@@ -17,86 +18,16 @@ use crate::normalize::{Fingerprint, NormalizeConfig, fingerprint, fingerprint_of
 use crate::plugin::{LinkKind, PageInput, Plugin, PluginError};
 use crate::politeness::{Feedback, Politeness, parse_retry_after};
 use crate::robots::{self, Robots};
+use crate::scope::QueryVariants;
+pub use crate::scope::Scope;
 use crate::sink::{FileSink, FilesStore, Item, PluginRef, Sink, lost_tail};
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use url::Url;
-
-/// Which URLs the crawl may visit. Plugins only propose; this decides.
-pub struct Scope {
-    domains: Vec<String>,
-    allow: Option<regex::RegexSet>,
-    deny: Option<regex::RegexSet>,
-    max_depth: Option<u32>,
-}
-
-impl Scope {
-    pub fn new(cfg: &crate::config::ScopeConfig, seeds: &[Url]) -> Result<Self> {
-        let mut domains: Vec<String> = if cfg.allowed_domains.is_empty() {
-            seeds
-                .iter()
-                .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
-                .collect()
-        } else {
-            cfg.allowed_domains
-                .iter()
-                .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
-                .collect()
-        };
-        domains.sort();
-        domains.dedup();
-        let set = |v: &Vec<String>, key: &str| -> Result<Option<regex::RegexSet>> {
-            if v.is_empty() {
-                return Ok(None);
-            }
-            regex::RegexSet::new(v)
-                .map(Some)
-                .map_err(|e| anyhow!("{key}: {e}"))
-        };
-        Ok(Scope {
-            domains,
-            allow: set(&cfg.allow, "scope.allow")?,
-            deny: set(&cfg.deny, "scope.deny")?,
-            max_depth: cfg.max_depth,
-        })
-    }
-
-    /// Host and pattern rules (not depth).
-    pub fn check_url(&self, url: &Url) -> Result<(), &'static str> {
-        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-        let in_domain = self.domains.iter().any(|d| {
-            host == *d
-                || (host.len() > d.len()
-                    && host.ends_with(d.as_str())
-                    && host.as_bytes()[host.len() - d.len() - 1] == b'.')
-        });
-        if !in_domain {
-            return Err("off_domain");
-        }
-        if let Some(deny) = &self.deny
-            && deny.is_match(url.as_str())
-        {
-            return Err("denied_pattern");
-        }
-        if let Some(allow) = &self.allow
-            && !allow.is_match(url.as_str())
-        {
-            return Err("not_allowed_pattern");
-        }
-        Ok(())
-    }
-
-    pub fn check_depth(&self, depth: u32) -> Result<(), &'static str> {
-        match self.max_depth {
-            Some(max) if depth > max => Err("too_deep"),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// One host's robots.txt; the async mutex makes concurrent first requests wait for one fetch.
 type RobotsSlot = Arc<tokio::sync::Mutex<Option<Arc<Robots>>>>;
@@ -123,7 +54,11 @@ impl RobotsCache {
             return Arc::clone(r);
         }
         let fetched = Arc::new(robots::fetch(fetcher, url).await);
-        tracing::debug!(host = %host_key(url), note = %fetched.note, "robots.txt");
+        if fetched.host_failure().is_some() {
+            tracing::warn!(host = %host_key(url), "{}", fetched.note);
+        } else {
+            tracing::debug!(host = %host_key(url), note = %fetched.note, "robots.txt");
+        }
         *guard = Some(Arc::clone(&fetched));
         fetched
     }
@@ -139,6 +74,13 @@ pub struct PluginStats {
     pub time_ms: f64,
 }
 
+/// The last URL that failed with one kind of error, and why (the whole cause chain).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ErrorSample {
+    pub url: String,
+    pub cause: String,
+}
+
 /// What a crawl did. Also written to `STATE/summary.json`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
@@ -150,9 +92,18 @@ pub struct Summary {
     pub items_total: u64,
     pub status: BTreeMap<u16, u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Per error kind, the last URL that failed that way and its cause.
+    pub error_samples: BTreeMap<String, ErrorSample>,
     pub skipped: BTreeMap<String, u64>,
     pub retries: u64,
+    /// Bodies cut at `fetch.max_body_bytes` (the page was still parsed, marked truncated).
+    pub truncated_bodies: u64,
+    /// Hosts given up on after `politeness.host_max_timeouts` consecutive timeouts.
+    pub hosts_given_up: BTreeMap<String, String>,
     pub plugins: BTreeMap<String, PluginStats>,
+    /// Plugin files that could not be loaded, one line each; the crawl ran without them.
+    pub plugins_refused: Vec<String>,
+    /// URLs still to do: queued, plus those that were in flight when the crawl stopped.
     pub queued_left: u64,
     pub in_flight_left: u64,
     pub stopped_early: bool,
@@ -167,24 +118,35 @@ type PluginRun = (usize, Result<(u64, u64), PluginError>, Duration);
 
 enum Work {
     Disallowed,
+    /// A redirect led to a URL the crawl already has (queued, fetched, or being fetched
+    /// through another alias): nothing is fetched or written twice.
+    Duplicate {
+        target: Url,
+    },
     Page {
         resp: Box<Response>,
         items: Vec<Item>,
         links: Vec<(crate::plugin::LinkOut, Option<String>)>,
+        links_dropped: u64,
         plugin_runs: Vec<PluginRun>,
+        aliases: Vec<Fingerprint>,
     },
     Download {
         resp: Box<Response>,
         item: Option<Item>,
         new_file: bool,
+        aliases: Vec<Fingerprint>,
     },
     Retry {
         reason: String,
+        cause: String,
         status: Option<u16>,
         retry_after: Option<Duration>,
+        timeout: bool,
     },
     Failed {
         kind: String,
+        cause: String,
         status: Option<u16>,
     },
 }
@@ -196,6 +158,14 @@ struct Done {
     crawl_delay: Option<Duration>,
 }
 
+/// A worker's question to the scheduler: may the redirect of the URL leased as `lease` go
+/// on to `target`? Yes claims `target` for that lease until its page is committed.
+struct Claim {
+    lease: Fingerprint,
+    target: Fingerprint,
+    reply: oneshot::Sender<bool>,
+}
+
 /// Read-only state shared with the workers.
 struct Shared {
     fetcher: Fetcher,
@@ -204,61 +174,41 @@ struct Shared {
     robots: RobotsCache,
     scope: Scope,
     files: FilesStore,
+    normalize: NormalizeConfig,
     respect_robots: bool,
     follow_unclaimed: bool,
-    plugin_slots: Semaphore,
-    /// Per plugin, a running average of its call time: decides where its next call runs.
-    call_cost: Vec<CallCost>,
+    follow_max_links: usize,
+    claims: mpsc::UnboundedSender<Claim>,
+}
+
+/// Owns everything the crawl loop changes. Workers only ever talk to it through channels.
+struct Scheduler {
+    cfg: CrawlConfig,
+    shared: Arc<Shared>,
+    frontier: FjallFrontier,
+    sink: FileSink,
+    politeness: Politeness,
+    summary: Summary,
     /// Hashes of absolute link strings, exactly as plugins proposed them, whose URL is known
-    /// to the frontier. Only the scheduler uses it, so the lock is never contended.
-    known_links: Mutex<SeenCache>,
-}
-
-/// Where a plugin call runs, decided per plugin from what its calls have cost so far.
-///
-/// A typical page costs a few hundred microseconds in the sandbox. Handing that to tokio's
-/// blocking pool and back costs two thread wake-ups per page, which measured as 13 % of the
-/// crawl's CPU (BENCHMARKS.md §1), so cheap calls run right on the tokio worker that
-/// fetched the page. Two kinds of plugin go to the blocking pool instead:
-/// - one whose calls got expensive (a slow parser, or one that runs into its deadline), which
-///   would stall the fetches sharing its worker. That lasts while its average call time is
-///   above `INLINE_LIMIT_US`, and the average keeps being updated on the pool, so a plugin
-///   that hit one pathological page comes back once it is cheap again;
-/// - one that made a blocking WASI call (printing, polling). wasmtime-wasi serves those by
-///   starting a runtime on the calling thread, which tokio refuses on a worker with a panic.
-///   That panic is caught (see `parse_inline`), the page is parsed again on the pool, and the
-///   plugin stays there: plugin calls have no side effects, so the second run is the only
-///   one that counts.
-#[derive(Default)]
-struct CallCost {
-    avg_us: std::sync::atomic::AtomicU64,
-    blocks: std::sync::atomic::AtomicBool,
-}
-
-/// Above this average call time a plugin's calls leave the tokio workers.
-const INLINE_LIMIT_US: u64 = 5_000;
-
-impl CallCost {
-    fn inline(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        !self.blocks.load(Relaxed) && self.avg_us.load(Relaxed) < INLINE_LIMIT_US
-    }
-
-    /// Exponential average with weight 1/8: one 2-second deadline lifts it far above the limit,
-    /// and about thirty ordinary calls bring it back. Concurrent updates may lose one sample,
-    /// which an average of this kind tolerates.
-    fn record(&self, took: Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let old = self.avg_us.load(Relaxed);
-        self.avg_us.store(old - old / 8 + us / 8, Relaxed);
-    }
+    /// to the frontier.
+    known_links: SeenCache,
+    query_variants: QueryVariants,
+    /// Redirect targets claimed by leases in flight: target → the claiming lease.
+    claims: HashMap<Fingerprint, Fingerprint>,
+    claimed_by: HashMap<Fingerprint, Vec<Fingerprint>>,
+    /// Consecutive timeouts per host, reset by any answer.
+    timeouts: HashMap<String, u32>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    in_flight: usize,
+    cursor: usize,
 }
 
 /// Runs a crawl until the frontier is empty, a limit is reached, or `stop` turns true.
+/// `refused` lists plugin files that could not be loaded (they go into the summary).
 pub async fn run(
     cfg: CrawlConfig,
     plugins: Vec<Plugin>,
+    refused: Vec<String>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -274,7 +224,7 @@ pub async fn run(
         );
         token = Some(synced.unwrap_or_else(FileSink::initial_token));
     }
-    let mut sink = FileSink::open(&output, cfg.format, token.as_deref())?;
+    let sink = FileSink::open(&output, cfg.format, token.as_deref())?;
 
     let seeds = resolve_seeds(&cfg, &plugins)?;
     let scope_seeds = remember_seeds(&cfg, &seeds)?;
@@ -305,8 +255,8 @@ pub async fn run(
                 .unwrap_or(true)
         })
         .collect();
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let n_plugins = plugins.len();
+    let (claims_tx, mut claims_rx) = mpsc::unbounded_channel::<Claim>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let shared = Arc::new(Shared {
         fetcher: Fetcher::new(cfg.fetch.clone())?,
         plugins,
@@ -314,17 +264,17 @@ pub async fn run(
         robots: RobotsCache::default(),
         scope,
         files: FilesStore::new(cfg.files_path()),
+        normalize: cfg.normalize.clone(),
         respect_robots: cfg.politeness.respect_robots,
         follow_unclaimed: cfg.follow_unclaimed,
-        plugin_slots: Semaphore::new(cores),
-        call_cost: (0..n_plugins).map(|_| CallCost::default()).collect(),
-        known_links: Mutex::new(SeenCache::default()),
+        follow_max_links: cfg.follow_max_links,
+        claims: claims_tx,
     });
-    let mut politeness = Politeness::new(cfg.politeness.clone());
-    let mut summary = Summary {
+    let summary = Summary {
         output: sink.describe(),
         files_dir: cfg.files_path().display().to_string(),
         state: cfg.state.display().to_string(),
+        plugins_refused: refused,
         ..Summary::default()
     };
     let items_before = sink.items_written();
@@ -332,80 +282,38 @@ pub async fn run(
         cfg.progress,
         Duration::from_secs(cfg.progress_interval_s.max(1)),
     );
+    let mut s = Scheduler {
+        politeness: Politeness::new(cfg.politeness.clone()),
+        query_variants: QueryVariants::new(cfg.scope.max_query_variants),
+        cfg,
+        shared,
+        frontier,
+        sink,
+        summary,
+        known_links: SeenCache::default(),
+        claims: HashMap::new(),
+        claimed_by: HashMap::new(),
+        timeouts: HashMap::new(),
+        done_tx,
+        in_flight: 0,
+        cursor: 0,
+    };
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
-    let mut in_flight = 0usize;
-    let mut cursor = 0usize;
     let mut last_checkpoint = Instant::now();
-    let checkpoint_every = Duration::from_secs(cfg.checkpoint_interval_s.max(1));
-    let max_pages = cfg.scope.max_pages;
-    let per_host_cap = cfg.scope.max_pages_per_host;
-
+    let checkpoint_every = Duration::from_secs(s.cfg.checkpoint_interval_s.max(1));
     loop {
-        let now = Instant::now();
-        let hosts = frontier.hosts_with_work();
-        // Requests in flight count against max_pages before they finish, so the limit is exact.
-        let budget_left = |fr: &FjallFrontier, in_flight: usize| {
-            max_pages.is_none_or(|m| fr.counters().pages + (in_flight as u64) < m)
-        };
-        let mut next_wake: Option<Instant> = None;
-        let mut dispatchable = false;
-        if !hosts.is_empty() {
-            let n = hosts.len();
-            for k in 0..n {
-                let host = &hosts[(cursor + k) % n];
-                if !budget_left(&frontier, in_flight) {
-                    break;
-                }
-                let under_cap = |fr: &FjallFrontier, pol: &Politeness| {
-                    per_host_cap.is_none_or(|cap| {
-                        fr.host_pages(host) + (pol.host_in_flight(host) as u64) < cap
-                    })
-                };
-                if !under_cap(&frontier, &politeness) {
-                    // A capped host takes no more URLs; it keeps the crawl loop alive only
-                    // while its own requests are still running.
-                    if politeness.host_in_flight(host) > 0 {
-                        dispatchable = true;
-                    }
-                    continue;
-                }
-                dispatchable = true;
-                while politeness.can_start(host, now)
-                    && budget_left(&frontier, in_flight)
-                    && under_cap(&frontier, &politeness)
-                {
-                    let Some(lease) = frontier.lease(host)? else {
-                        break;
-                    };
-                    politeness.started(host, now);
-                    in_flight += 1;
-                    let tx = tx.clone();
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        let done = work_or_report(&shared, lease).await;
-                        let _ = tx.send(done);
-                    });
-                }
-                if let Some(at) = politeness.ready_at(host).filter(|at| *at > now) {
-                    next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
-                }
-            }
-            cursor = cursor.wrapping_add(1);
-        }
-
-        if in_flight == 0 && (!dispatchable || hosts.is_empty()) {
+        let (dispatchable, next_wake) = s.dispatch()?;
+        if s.in_flight == 0 && !dispatchable {
             break;
         }
-
         if last_checkpoint.elapsed() >= checkpoint_every {
-            checkpoint(&mut sink, &mut frontier)?;
+            s.checkpoint()?;
             last_checkpoint = Instant::now();
         }
         progress.tick(
-            &frontier.counters(),
-            sink.items_written(),
-            &summary,
+            &s.frontier.counters(),
+            s.sink.items_written(),
+            &s.summary,
             started,
         );
 
@@ -414,30 +322,28 @@ pub async fn run(
             .unwrap_or(Duration::from_millis(500))
             .min(Duration::from_millis(500));
         tokio::select! {
-            Some(done) = rx.recv() => {
-                in_flight -= 1;
-                commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+            Some(done) = done_rx.recv() => {
+                s.commit(done)?;
                 // Drain whatever else finished, so commits batch up between dispatch rounds.
-                while let Ok(done) = rx.try_recv() {
-                    in_flight -= 1;
-                        commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
+                while let Ok(done) = done_rx.try_recv() {
+                    s.commit(done)?;
                 }
             }
+            Some(claim) = claims_rx.recv() => s.serve_claim(claim)?,
             _ = tokio::time::sleep(sleep_for) => {}
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
-                    summary.stopped_early = true;
-                    tracing::warn!(in_flight, "stopping: finishing pages in flight (Ctrl+C again to quit at once)");
-                    if in_flight > 0 {
-                        let grace = Instant::now() + Duration::from_secs(10);
-                        while in_flight > 0 {
-                            match tokio::time::timeout_at(grace.into(), rx.recv()).await {
-                                Ok(Some(done)) => {
-                                    in_flight -= 1;
-                                    commit(done, &cfg, &shared, &mut frontier, &mut sink, &mut politeness, &mut summary)?;
-                                }
-                                _ => break,
-                            }
+                    s.summary.stopped_early = true;
+                    tracing::warn!(in_flight = s.in_flight, "stopping: finishing pages in flight (Ctrl+C again to quit at once)");
+                    let grace = Instant::now() + Duration::from_secs(10);
+                    while s.in_flight > 0 {
+                        tokio::select! {
+                            done = done_rx.recv() => match done {
+                                Some(done) => s.commit(done)?,
+                                None => break,
+                            },
+                            Some(claim) = claims_rx.recv() => s.serve_claim(claim)?,
+                            _ = tokio::time::sleep_until(grace.into()) => break,
                         }
                     }
                     break;
@@ -446,24 +352,436 @@ pub async fn run(
         }
     }
 
-    checkpoint(&mut sink, &mut frontier)?;
+    s.checkpoint()?;
     progress.finish();
-    let c = frontier.counters();
-    summary.items = sink.items_written() - items_before;
-    summary.items_total = sink.items_written();
-    summary.queued_left = c.queued;
-    summary.in_flight_left = in_flight as u64;
+    let c = s.frontier.counters();
+    let mut summary = s.summary;
+    summary.items = s.sink.items_written() - items_before;
+    summary.items_total = s.sink.items_written();
+    // URLs in flight when the crawl stopped go back to their queues on the next run.
+    summary.in_flight_left = s.in_flight as u64;
+    summary.queued_left = c.queued + s.in_flight as u64;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let json = serde_json::to_vec_pretty(&summary)?;
-    std::fs::write(cfg.state.join("summary.json"), json).context("writing summary.json")?;
+    std::fs::write(s.cfg.state.join("summary.json"), json).context("writing summary.json")?;
     Ok(summary)
 }
 
-fn checkpoint(sink: &mut FileSink, frontier: &mut FjallFrontier) -> Result<()> {
-    // Items first: once they are fsynced, the frontier can forget how to undo the pages
-    // completed since the last checkpoint.
-    sink.sync()?;
-    frontier.checkpoint(&sink.commit_token())
+impl Scheduler {
+    /// Starts every URL politeness and the budgets allow. Returns whether any host still has
+    /// work (or work in flight), and when the next host becomes ready.
+    fn dispatch(&mut self) -> Result<(bool, Option<Instant>)> {
+        let now = Instant::now();
+        let hosts = self.frontier.hosts_with_work();
+        let max_pages = self.cfg.scope.max_pages;
+        let per_host_cap = self.cfg.scope.max_pages_per_host;
+        let mut next_wake: Option<Instant> = None;
+        let mut dispatchable = false;
+        let n = hosts.len();
+        for k in 0..n {
+            let host = &hosts[(self.cursor + k) % n];
+            // Requests in flight count against max_pages before they finish, so the limit
+            // is exact.
+            let budget_left = |s: &Self| {
+                max_pages.is_none_or(|m| s.frontier.counters().pages + (s.in_flight as u64) < m)
+            };
+            if !budget_left(self) {
+                break;
+            }
+            let under_cap = |s: &Self| {
+                per_host_cap.is_none_or(|cap| {
+                    s.frontier.host_pages(host) + (s.politeness.host_in_flight(host) as u64) < cap
+                })
+            };
+            if !under_cap(self) {
+                // A capped host takes no more URLs; it keeps the crawl loop alive only
+                // while its own requests are still running.
+                if self.politeness.host_in_flight(host) > 0 {
+                    dispatchable = true;
+                }
+                continue;
+            }
+            dispatchable = true;
+            if let Some(cause) = self.summary.hosts_given_up.get(host).cloned() {
+                self.fail_given_up_host(host, &cause)?;
+                continue;
+            }
+            while self.politeness.can_start(host, now) && budget_left(self) && under_cap(self) {
+                let Some(lease) = self.frontier.lease(host)? else {
+                    break;
+                };
+                self.politeness.started(host, now);
+                self.in_flight += 1;
+                let tx = self.done_tx.clone();
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move {
+                    let done = work_or_report(&shared, lease).await;
+                    let _ = tx.send(done);
+                });
+            }
+            if let Some(at) = self.politeness.ready_at(host).filter(|at| *at > now) {
+                next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        self.cursor = self.cursor.wrapping_add(1);
+        Ok((dispatchable || self.in_flight > 0, next_wake))
+    }
+
+    /// A host that kept timing out: its queued URLs fail without a request (a bounded
+    /// number per round, so the loop keeps serving the rest of the crawl).
+    fn fail_given_up_host(&mut self, host: &str, cause: &str) -> Result<()> {
+        for _ in 0..1_000 {
+            let Some(lease) = self.frontier.lease(host)? else {
+                break;
+            };
+            self.record_error("host_gave_up", &lease.record.url, cause);
+            let token = self.sink.commit_token();
+            self.frontier
+                .complete(&lease, Outcome::Failed, false, &[], Vec::new(), &token)?;
+        }
+        Ok(())
+    }
+
+    fn record_error(&mut self, kind: &str, url: &str, cause: &str) {
+        *self.summary.errors.entry(kind.to_owned()).or_default() += 1;
+        self.summary.error_samples.insert(
+            kind.to_owned(),
+            ErrorSample {
+                url: url.to_owned(),
+                cause: cause.to_owned(),
+            },
+        );
+    }
+
+    /// Answers a worker's redirect claim: a target already known to the frontier, or
+    /// claimed by another lease in flight, is a duplicate.
+    fn serve_claim(&mut self, c: Claim) -> Result<()> {
+        let ok = if c.target == c.lease {
+            true
+        } else if let Some(owner) = self.claims.get(&c.target) {
+            *owner == c.lease
+        } else if self.frontier.is_known(&c.target)? {
+            false
+        } else {
+            self.claims.insert(c.target, c.lease);
+            self.claimed_by.entry(c.lease).or_default().push(c.target);
+            true
+        };
+        let _ = c.reply.send(ok);
+        Ok(())
+    }
+
+    /// Forgets the claims of a lease whose work is over (committed, failed or retried).
+    fn release_claims(&mut self, lease: &Fingerprint) {
+        if let Some(targets) = self.claimed_by.remove(lease) {
+            for t in targets {
+                self.claims.remove(&t);
+            }
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        // Items first: once they are fsynced, the frontier can forget how to undo the pages
+        // completed since the last checkpoint.
+        self.sink.sync()?;
+        self.frontier.checkpoint(&self.sink.commit_token())
+    }
+
+    fn commit(&mut self, done: Done) -> Result<()> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Done {
+            lease,
+            work,
+            latency,
+            crawl_delay,
+        } = done;
+        let host = lease.record.host.clone();
+        if let Some(d) = crawl_delay {
+            self.politeness.set_crawl_delay(&host, d);
+        }
+        let status = match &work {
+            Work::Page { resp, .. } | Work::Download { resp, .. } => Some(resp.status),
+            Work::Retry { status, .. } | Work::Failed { status, .. } => *status,
+            Work::Disallowed | Work::Duplicate { .. } => None,
+        };
+        self.politeness
+            .finished(&host, Feedback { latency, status });
+        if let Some(s) = status {
+            *self.summary.status.entry(s).or_default() += 1;
+        }
+        let timed_out = matches!(work, Work::Retry { timeout: true, .. });
+        if timed_out {
+            *self.timeouts.entry(host.clone()).or_default() += 1;
+        } else if status.is_some() {
+            self.timeouts.remove(&host);
+        }
+        let is_page = lease.record.kind == UrlKind::Page;
+        let result = self.commit_work(&lease, &host, is_page, work);
+        self.release_claims(&lease.fp);
+        result
+    }
+
+    fn commit_work(&mut self, lease: &Lease, host: &str, is_page: bool, work: Work) -> Result<()> {
+        match work {
+            Work::Disallowed => {
+                *self
+                    .summary
+                    .skipped
+                    .entry("robots_disallowed".into())
+                    .or_default() += 1;
+                let token = self.sink.commit_token();
+                self.frontier
+                    .complete(lease, Outcome::Done, false, &[], Vec::new(), &token)?;
+            }
+            Work::Duplicate { target } => {
+                tracing::debug!(url = %lease.record.url, %target, "redirects to a URL the crawl already has");
+                *self
+                    .summary
+                    .skipped
+                    .entry("redirect_duplicate".into())
+                    .or_default() += 1;
+                let token = self.sink.commit_token();
+                self.frontier
+                    .complete(lease, Outcome::Done, false, &[], Vec::new(), &token)?;
+            }
+            Work::Retry {
+                reason,
+                cause,
+                retry_after,
+                timeout,
+                ..
+            } => {
+                let attempt = lease.record.attempts + 1;
+                let host_limit = self.cfg.politeness.host_max_timeouts;
+                if timeout
+                    && host_limit > 0
+                    && self.timeouts.get(host).copied().unwrap_or(0) >= host_limit
+                    && !self.summary.hosts_given_up.contains_key(host)
+                {
+                    let why = format!(
+                        "{host_limit} consecutive timeouts (politeness.host_max_timeouts); last: {cause}"
+                    );
+                    tracing::warn!(host, "giving up on this host: {why}");
+                    self.summary.hosts_given_up.insert(host.to_owned(), why);
+                }
+                if let Some(why) = self.summary.hosts_given_up.get(host).cloned() {
+                    self.record_error("host_gave_up", &lease.record.url, &why);
+                    let token = self.sink.commit_token();
+                    self.frontier.complete(
+                        lease,
+                        Outcome::Failed,
+                        is_page,
+                        &[],
+                        Vec::new(),
+                        &token,
+                    )?;
+                } else if attempt > self.cfg.politeness.max_retries {
+                    tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}: {cause}");
+                    self.record_error(&reason, &lease.record.url, &cause);
+                    let token = self.sink.commit_token();
+                    self.frontier.complete(
+                        lease,
+                        Outcome::Failed,
+                        is_page,
+                        &[],
+                        Vec::new(),
+                        &token,
+                    )?;
+                } else {
+                    let wait = match retry_after {
+                        Some(d) => self.politeness.clamp_retry_after(d),
+                        None => self.politeness.backoff(attempt),
+                    };
+                    tracing::debug!(url = %lease.record.url, attempt, ?wait, "retrying: {reason}: {cause}");
+                    self.summary.retries += 1;
+                    // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
+                    self.politeness.block(host, wait);
+                    self.frontier.release(lease, attempt)?;
+                }
+            }
+            Work::Failed { kind, cause, .. } => {
+                self.record_error(&kind, &lease.record.url, &cause);
+                let token = self.sink.commit_token();
+                self.frontier
+                    .complete(lease, Outcome::Failed, is_page, &[], Vec::new(), &token)?;
+            }
+            Work::Download {
+                resp,
+                item,
+                new_file,
+                aliases,
+            } => {
+                self.summary.downloads += 1;
+                self.summary.bytes += resp.wire_bytes;
+                if new_file {
+                    self.summary.files_new += 1;
+                }
+                let items: Vec<Item> = item.into_iter().collect();
+                self.sink.write_page(&items)?;
+                let token = self.sink.commit_token();
+                self.frontier.complete(
+                    lease,
+                    Outcome::Done,
+                    false,
+                    &aliases,
+                    Vec::new(),
+                    &token,
+                )?;
+            }
+            Work::Page {
+                resp,
+                items,
+                links,
+                links_dropped,
+                plugin_runs,
+                aliases,
+            } => {
+                self.summary.pages += 1;
+                self.summary.bytes += resp.wire_bytes;
+                if resp.truncated {
+                    self.summary.truncated_bodies += 1;
+                }
+                if links_dropped > 0 {
+                    *self.summary.skipped.entry("link_cap".into()).or_default() += links_dropped;
+                }
+                for (i, result, took) in plugin_runs {
+                    let st = self
+                        .summary
+                        .plugins
+                        .entry(self.shared.plugins[i].info.name.clone())
+                        .or_default();
+                    st.calls += 1;
+                    st.time_ms += took.as_secs_f64() * 1000.0;
+                    match result {
+                        Ok((ni, nl)) => {
+                            st.items += ni;
+                            st.links += nl;
+                        }
+                        Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
+                    }
+                }
+                let (new_links, raw) = accept_links(
+                    lease,
+                    &resp.final_url,
+                    links,
+                    &self.shared.normalize,
+                    &self.shared.scope,
+                    &mut self.known_links,
+                    &mut self.summary,
+                );
+                let new_links = self.limit_query_variants(new_links)?;
+                self.sink.write_page(&items)?;
+                let token = self.sink.commit_token();
+                self.frontier
+                    .complete(lease, Outcome::Done, true, &aliases, new_links, &token)?;
+                // Only now is every one of those URLs in the frontier (added or already there).
+                for h in raw {
+                    self.known_links.insert(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops new URLs past `scope.max_query_variants` distinct query strings of their path.
+    fn limit_query_variants(&mut self, links: Vec<NewUrl>) -> Result<Vec<NewUrl>> {
+        if self.cfg.scope.max_query_variants.is_none() {
+            return Ok(links);
+        }
+        let mut out = Vec::with_capacity(links.len());
+        let mut this_page: HashSet<Fingerprint> = HashSet::new();
+        for l in links {
+            if !l.record.url.contains('?')
+                || !this_page.insert(l.fp)
+                || self.frontier.is_known(&l.fp)?
+            {
+                out.push(l);
+                continue;
+            }
+            let admitted = Url::parse(&l.record.url)
+                .map_err(|_| crate::scope::OutOfScope::QueryVariants)
+                .and_then(|u| self.query_variants.admit(&u));
+            match admitted {
+                Ok(()) => out.push(l),
+                Err(why) => *self.summary.skipped.entry(why.as_str().into()).or_default() += 1,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Turns proposals into queueable URLs: resolve, normalize, scope, depth. Also returns the
+/// raw-string hashes of the absolute links among them, for `known` once they are committed.
+///
+/// Most links a page proposes were proposed before, in the same words, and resolving and
+/// normalizing each again was the larger part of a commit's cost. An absolute link whose
+/// exact string is in `known` maps to a URL already in the frontier, so it would be dropped as
+/// a duplicate anyway: it is dropped here, after the one check that depends on the page
+/// proposing it (depth), so the skip counts stay what they were. Scope rules do not change
+/// during a crawl, and the frontier's set of known URLs only grows.
+fn accept_links(
+    lease: &Lease,
+    page_url: &Url,
+    links: Vec<(crate::plugin::LinkOut, Option<String>)>,
+    norm: &NormalizeConfig,
+    scope: &Scope,
+    known: &mut SeenCache,
+    summary: &mut Summary,
+) -> (Vec<NewUrl>, Vec<Fingerprint>) {
+    let depth = lease.record.depth + 1;
+    let mut out = Vec::with_capacity(links.len());
+    let mut raw_hashes = Vec::with_capacity(links.len());
+    for (l, proposer) in links {
+        let raw = l.url.trim();
+        let raw_hash = (raw.starts_with("http://") || raw.starts_with("https://"))
+            .then(|| fingerprint_of(raw));
+        if let Some(h) = &raw_hash
+            && known.contains(h)
+        {
+            if l.kind == LinkKind::Follow
+                && let Err(why) = scope.check_depth(depth)
+            {
+                *summary.skipped.entry(why.as_str().into()).or_default() += 1;
+            }
+            continue;
+        }
+        let Ok(mut u) = page_url.join(raw) else {
+            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
+            continue;
+        };
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
+            continue;
+        }
+        norm.apply(&mut u);
+        if let Err(why) = scope.check_url(&u) {
+            *summary.skipped.entry(why.as_str().into()).or_default() += 1;
+            continue;
+        }
+        let kind = match l.kind {
+            LinkKind::Follow => UrlKind::Page,
+            LinkKind::Download => UrlKind::Download,
+        };
+        // Downloads belong to the page that proposed them, so depth limits pages only.
+        if kind == UrlKind::Page
+            && let Err(why) = scope.check_depth(depth)
+        {
+            *summary.skipped.entry(why.as_str().into()).or_default() += 1;
+            continue;
+        }
+        let metadata = l.metadata.filter(|m| m.len() <= 4096);
+        raw_hashes.extend(raw_hash);
+        out.push(new_url(
+            &u,
+            depth,
+            l.priority,
+            kind,
+            Some(lease.record.url.clone()),
+            metadata,
+            proposer,
+        ));
+    }
+    (out, raw_hashes)
 }
 
 fn new_url(
@@ -487,6 +805,7 @@ fn new_url(
             metadata,
             proposer,
             attempts: 0,
+            aliases: Vec::new(),
         },
     }
 }
@@ -581,6 +900,7 @@ async fn work_or_report(shared: &Arc<Shared>, lease: Lease) -> Done {
                 lease: spare,
                 work: Work::Failed {
                     kind: "internal_error".into(),
+                    cause: what,
                     status: None,
                 },
                 latency: Duration::ZERO,
@@ -595,7 +915,8 @@ async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
     let mut crawl_delay = None;
     let work = match Url::parse(&lease.record.url) {
         Err(e) => Work::Failed {
-            kind: format!("bad_url: {e}"),
+            kind: "bad_url".into(),
+            cause: e.to_string(),
             status: None,
         },
         Ok(url) => {
@@ -603,12 +924,21 @@ async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
             if shared.respect_robots {
                 let r = shared.robots.get(&shared.fetcher, &url).await;
                 crawl_delay = r.crawl_delay;
-                if !r.allowed(&url) {
+                if let Some(e) = r.host_failure() {
+                    // Permanent (a TLS failure): retrying cannot help, so nothing waits.
+                    verdict = Some(Work::Failed {
+                        kind: e.kind().to_owned(),
+                        cause: format!("robots.txt: {e}"),
+                        status: None,
+                    });
+                } else if !r.allowed(&url) {
                     verdict = Some(if r.unreachable() {
                         Work::Retry {
                             reason: "robots_unreachable".into(),
+                            cause: r.note.clone(),
                             status: None,
                             retry_after: Some(robots::RETRY_UNREACHABLE),
+                            timeout: r.timed_out,
                         }
                     } else {
                         Work::Disallowed
@@ -629,36 +959,88 @@ async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
     }
 }
 
+/// The fingerprint a URL is deduplicated by: that of its normalized form.
+fn dedup_fingerprint(norm: &NormalizeConfig, url: &Url) -> Fingerprint {
+    let mut u = url.clone();
+    norm.apply(&mut u);
+    fingerprint(&u)
+}
+
+/// What the redirect checks of one fetch found out.
+#[derive(Default)]
+struct Hops {
+    /// Targets claimed for this lease, in order.
+    claimed: Vec<Fingerprint>,
+    /// The target that the crawl already has, if a redirect led to one.
+    duplicate: Option<Url>,
+}
+
 async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work {
+    let hops = Arc::new(Mutex::new(Hops::default()));
     let hop_shared = Arc::clone(shared);
+    let hop_log = Arc::clone(&hops);
+    let lease_fp = lease.fp;
     let result = shared
         .fetcher
         .fetch(&url, move |hop: Url| {
             let s = Arc::clone(&hop_shared);
+            let log = Arc::clone(&hop_log);
             async move {
                 s.scope
                     .check_url(&hop)
-                    .map_err(|why| format!("{hop} is out of scope ({why})"))?;
+                    .map_err(|why| format!("{hop} is out of scope ({})", why.as_str()))?;
                 if s.respect_robots && !s.robots.get(&s.fetcher, &hop).await.allowed(&hop) {
                     return Err(format!("robots.txt disallows {hop}"));
                 }
+                // Dedup applies to every hop's target: a URL the crawl already has is not
+                // fetched again through an alias.
+                let target = dedup_fingerprint(&s.normalize, &hop);
+                let (reply, answer) = oneshot::channel();
+                let asked = s.claims.send(Claim {
+                    lease: lease_fp,
+                    target,
+                    reply,
+                });
+                let fresh = asked.is_ok() && answer.await.unwrap_or(false);
+                let mut log = match log.lock() {
+                    Ok(l) => l,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if !fresh {
+                    log.duplicate = Some(hop.clone());
+                    return Err(format!("{hop} is already known to the crawl"));
+                }
+                log.claimed.push(target);
                 Ok(())
             }
         })
         .await;
+    let Hops { claimed, duplicate } = match Arc::try_unwrap(hops) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(shared_hops) => match shared_hops.lock() {
+            Ok(mut h) => std::mem::take(&mut *h),
+            Err(_) => Hops::default(),
+        },
+    };
+    if let Some(target) = duplicate {
+        return Work::Duplicate { target };
+    }
     let resp = match result {
         Ok(r) => r,
         Err(e) if e.retryable() => {
             return Work::Retry {
                 reason: e.kind().to_owned(),
+                cause: e.to_string(),
                 status: None,
                 retry_after: None,
+                timeout: matches!(e, FetchError::Timeout(_)),
             };
         }
         Err(e) => {
             tracing::info!(url = %url, "fetch failed: {e}");
             return Work::Failed {
                 kind: e.kind().to_owned(),
+                cause: e.to_string(),
                 status: None,
             };
         }
@@ -670,19 +1052,25 @@ async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work 
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         return Work::Retry {
             reason: format!("http_{status}"),
+            cause: format!("{} answered {status}", resp.final_url),
             status: Some(status),
             retry_after,
+            timeout: false,
         };
     }
     if !(200..300).contains(&status) {
         return Work::Failed {
             kind: format!("http_{status}"),
+            cause: format!("{} answered {status}", resp.final_url),
             status: Some(status),
         };
     }
+    if resp.truncated {
+        tracing::info!(url = %resp.final_url, "body cut at fetch.max_body_bytes ({} bytes); the page is parsed as truncated", resp.body.len());
+    }
     match lease.record.kind {
-        UrlKind::Download => download(shared, lease, resp),
-        UrlKind::Page => parse_page(shared, lease, resp).await,
+        UrlKind::Download => download(shared, lease, resp, claimed),
+        UrlKind::Page => parse_page(shared, lease, resp, claimed).await,
     }
 }
 
@@ -698,10 +1086,16 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-fn download(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
+fn download(
+    shared: &Arc<Shared>,
+    lease: &Lease,
+    resp: Response,
+    aliases: Vec<Fingerprint>,
+) -> Work {
     if resp.truncated {
         return Work::Failed {
             kind: "download_too_large".into(),
+            cause: format!("body over fetch.max_body_bytes ({} bytes)", resp.body.len()),
             status: Some(resp.status),
         };
     }
@@ -714,6 +1108,7 @@ fn download(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
             tracing::error!(url = %resp.final_url, "cannot store download: {e:#}");
             return Work::Failed {
                 kind: "download_store".into(),
+                cause: format!("{e:#}"),
                 status: Some(resp.status),
             };
         }
@@ -743,21 +1138,43 @@ fn download(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
     );
     fields.insert("referrer".into(), lease.record.referrer.clone().into());
     let item = Item {
-        id: item_id(&lease.fp, "file", 0),
+        id: item_id(
+            &dedup_fingerprint(&shared.normalize, &resp.final_url),
+            "file",
+            0,
+        ),
         url: resp.final_url.to_string(),
         fetched_at: now_rfc3339(),
         plugin,
         kind: "file".into(),
-        fields,
+        fields: match serde_json::value::to_raw_value(&fields) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!(url = %resp.final_url, "cannot encode a download record: {e}");
+                return Work::Failed {
+                    kind: "download_store".into(),
+                    cause: e.to_string(),
+                    status: Some(resp.status),
+                };
+            }
+        },
     };
     Work::Download {
         resp: Box::new(resp),
         item: Some(item),
         new_file: stored.new,
+        aliases,
     }
 }
 
-async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work {
+async fn parse_page(
+    shared: &Arc<Shared>,
+    lease: &Lease,
+    resp: Response,
+    aliases: Vec<Fingerprint>,
+) -> Work {
+    // Item ids follow the page's final URL, so every alias of a page gives the same ids.
+    let page_fp = dedup_fingerprint(&shared.normalize, &resp.final_url);
     let url_str = resp.final_url.as_str();
     let matching: Vec<usize> = (0..shared.plugins.len())
         .filter(|&i| shared.enabled[i] && shared.plugins[i].matches(url_str))
@@ -782,33 +1199,9 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
     let mut runs = Vec::new();
     let mut claimed = false;
     for i in matching {
-        let Ok(_permit) = shared.plugin_slots.acquire().await else {
-            break;
-        };
         let t0 = Instant::now();
-        let inline = if shared.call_cost[i].inline() {
-            let r = parse_inline(&shared.plugins[i], &input);
-            if r.is_none() {
-                tracing::debug!(plugin = %shared.plugins[i].info.name, "plugin makes blocking WASI calls; its calls move to the blocking pool");
-                shared.call_cost[i]
-                    .blocks
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            r
-        } else {
-            None
-        };
-        let result = if let Some(result) = inline {
-            result
-        } else {
-            let s = Arc::clone(shared);
-            let page = Arc::clone(&input);
-            tokio::task::spawn_blocking(move || s.plugins[i].parse(&page))
-                .await
-                .unwrap_or_else(|e| Err(PluginError::Trap(format!("host task failed: {e}"))))
-        };
+        let result = shared.plugins[i].parse(&input).await;
         let took = t0.elapsed();
-        shared.call_cost[i].record(took);
         let info = &shared.plugins[i].info;
         match result {
             Ok(out) => {
@@ -816,7 +1209,7 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
                 let (ni, nl) = (out.items.len() as u64, out.links.len() as u64);
                 for (n, it) in out.items.into_iter().enumerate() {
                     items.push(Item {
-                        id: item_id(&lease.fp, &info.name, n),
+                        id: item_id(&page_fp, &info.name, n),
                         url: url_str.to_owned(),
                         fetched_at: fetched_at.clone(),
                         plugin: PluginRef {
@@ -825,7 +1218,7 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
                             sha256: info.sha256.clone(),
                         },
                         kind: it.kind,
-                        fields: it.fields,
+                        fields: it.json,
                     });
                 }
                 links.extend(out.links.into_iter().map(|l| (l, Some(info.name.clone()))));
@@ -839,8 +1232,19 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
             }
         }
     }
+    let mut links_dropped = 0;
     if !claimed && shared.follow_unclaimed && looks_html(&resp) {
-        for u in crate::links::extract(&resp.final_url, &resp.body, resp.encoding) {
+        let found = crate::links::extract(
+            &resp.final_url,
+            &resp.body,
+            resp.encoding,
+            shared.follow_max_links,
+        );
+        links_dropped = found.dropped;
+        if found.dropped > 0 {
+            tracing::info!(url = %resp.final_url, kept = found.links.len(), dropped = found.dropped, "more links than follow_max_links on one page; the rest are skipped");
+        }
+        for u in found.links {
             links.push((
                 crate::plugin::LinkOut {
                     url: u.to_string(),
@@ -856,36 +1260,10 @@ async fn parse_page(shared: &Arc<Shared>, lease: &Lease, resp: Response) -> Work
         resp: Box::new(resp),
         items,
         links,
+        links_dropped,
         plugin_runs: runs,
+        aliases,
     }
-}
-
-thread_local! {
-    /// Set while this thread runs a plugin call on a tokio worker.
-    static IN_INLINE_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs a plugin call on the current tokio worker. `None` means the call panicked in the
-/// host, which on a worker means the plugin made a blocking WASI call (see `CallCost`): the
-/// caller runs it again on the blocking pool.
-fn parse_inline(
-    plugin: &Plugin,
-    page: &PageInput,
-) -> Option<Result<crate::plugin::ParseOutput, PluginError>> {
-    static QUIET: std::sync::Once = std::sync::Once::new();
-    QUIET.call_once(|| {
-        // The panic is expected and handled; printing it would read like a crash.
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_INLINE_CALL.with(std::cell::Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    IN_INLINE_CALL.with(|f| f.set(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.parse(page)));
-    IN_INLINE_CALL.with(|f| f.set(false));
-    result.ok()
 }
 
 fn looks_html(resp: &Response) -> bool {
@@ -898,250 +1276,9 @@ fn looks_html(resp: &Response) -> bool {
     }
 }
 
-fn commit(
-    done: Done,
-    cfg: &CrawlConfig,
-    shared: &Shared,
-    frontier: &mut FjallFrontier,
-    sink: &mut FileSink,
-    politeness: &mut Politeness,
-    summary: &mut Summary,
-) -> Result<()> {
-    let Done {
-        lease,
-        work,
-        latency,
-        crawl_delay,
-    } = done;
-    let host = lease.record.host.clone();
-    if let Some(d) = crawl_delay {
-        politeness.set_crawl_delay(&host, d);
-    }
-    let status = match &work {
-        Work::Page { resp, .. } | Work::Download { resp, .. } => Some(resp.status),
-        Work::Retry { status, .. } | Work::Failed { status, .. } => *status,
-        Work::Disallowed => None,
-    };
-    politeness.finished(&host, Feedback { latency, status });
-    if let Some(s) = status {
-        *summary.status.entry(s).or_default() += 1;
-    }
-    let is_page = lease.record.kind == UrlKind::Page;
-
-    match work {
-        Work::Disallowed => {
-            *summary
-                .skipped
-                .entry("robots_disallowed".into())
-                .or_default() += 1;
-            frontier.complete(
-                &lease,
-                Outcome::Done,
-                false,
-                Vec::new(),
-                &sink.commit_token(),
-            )?;
-        }
-        Work::Retry {
-            reason,
-            retry_after,
-            ..
-        } => {
-            let attempt = lease.record.attempts + 1;
-            if attempt > cfg.politeness.max_retries {
-                tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}");
-                *summary.errors.entry(reason).or_default() += 1;
-                frontier.complete(
-                    &lease,
-                    Outcome::Failed,
-                    is_page,
-                    Vec::new(),
-                    &sink.commit_token(),
-                )?;
-            } else {
-                let wait = match retry_after {
-                    Some(d) => politeness.clamp_retry_after(d),
-                    None => politeness.backoff(attempt),
-                };
-                tracing::debug!(url = %lease.record.url, attempt, ?wait, "retrying: {reason}");
-                summary.retries += 1;
-                // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
-                politeness.block(&host, wait);
-                frontier.release(&lease, attempt)?;
-            }
-        }
-        Work::Failed { kind, .. } => {
-            *summary.errors.entry(kind).or_default() += 1;
-            frontier.complete(
-                &lease,
-                Outcome::Failed,
-                is_page,
-                Vec::new(),
-                &sink.commit_token(),
-            )?;
-        }
-        Work::Download {
-            resp,
-            item,
-            new_file,
-        } => {
-            summary.downloads += 1;
-            summary.bytes += resp.wire_bytes;
-            if new_file {
-                summary.files_new += 1;
-            }
-            let items: Vec<Item> = item.into_iter().collect();
-            sink.write_page(&items)?;
-            frontier.complete(
-                &lease,
-                Outcome::Done,
-                false,
-                Vec::new(),
-                &sink.commit_token(),
-            )?;
-        }
-        Work::Page {
-            resp,
-            items,
-            links,
-            plugin_runs,
-        } => {
-            summary.pages += 1;
-            summary.bytes += resp.wire_bytes;
-            for (i, result, took) in plugin_runs {
-                let st = summary
-                    .plugins
-                    .entry(shared.plugins[i].info.name.clone())
-                    .or_default();
-                st.calls += 1;
-                st.time_ms += took.as_secs_f64() * 1000.0;
-                match result {
-                    Ok((ni, nl)) => {
-                        st.items += ni;
-                        st.links += nl;
-                    }
-                    Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
-                }
-            }
-            let mut known = shared
-                .known_links
-                .lock()
-                .map_err(|_| anyhow!("the known-links cache was poisoned by a panic"))?;
-            let (new_links, raw) = accept_links(
-                &lease,
-                &resp.final_url,
-                links,
-                &cfg.normalize,
-                &shared.scope,
-                &mut known,
-                summary,
-            );
-            sink.write_page(&items)?;
-            frontier.complete(&lease, Outcome::Done, true, new_links, &sink.commit_token())?;
-            // Only now is every one of those URLs in the frontier (added or already there).
-            for h in raw {
-                known.insert(h);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Turns proposals into queueable URLs: resolve, normalize, scope, depth. Also returns the
-/// raw-string hashes of the absolute links among them, for `known` once they are committed.
-///
-/// Most links a page proposes were proposed before, in the same words, and resolving and
-/// normalizing each again was the larger part of a commit's cost. An absolute link whose
-/// exact string is in `known` maps to a URL already in the frontier, so it would be dropped as
-/// a duplicate anyway: it is dropped here, after the one check that depends on the page
-/// proposing it (depth), so the skip counts stay what they were. Scope rules do not change
-/// during a crawl, and the frontier's set of known URLs only grows.
-fn accept_links(
-    lease: &Lease,
-    page_url: &Url,
-    links: Vec<(crate::plugin::LinkOut, Option<String>)>,
-    norm: &NormalizeConfig,
-    scope: &Scope,
-    known: &mut SeenCache,
-    summary: &mut Summary,
-) -> (Vec<NewUrl>, Vec<Fingerprint>) {
-    let depth = lease.record.depth + 1;
-    let mut out = Vec::with_capacity(links.len());
-    let mut raw_hashes = Vec::with_capacity(links.len());
-    for (l, proposer) in links {
-        let raw = l.url.trim();
-        let raw_hash = (raw.starts_with("http://") || raw.starts_with("https://"))
-            .then(|| fingerprint_of(raw));
-        if let Some(h) = &raw_hash
-            && known.contains(h)
-        {
-            if l.kind == LinkKind::Follow
-                && let Err(why) = scope.check_depth(depth)
-            {
-                *summary.skipped.entry(why.into()).or_default() += 1;
-            }
-            continue;
-        }
-        let Ok(mut u) = page_url.join(raw) else {
-            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
-            continue;
-        };
-        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-            *summary.skipped.entry("invalid_link".into()).or_default() += 1;
-            continue;
-        }
-        norm.apply(&mut u);
-        if let Err(why) = scope.check_url(&u) {
-            *summary.skipped.entry(why.into()).or_default() += 1;
-            continue;
-        }
-        let kind = match l.kind {
-            LinkKind::Follow => UrlKind::Page,
-            LinkKind::Download => UrlKind::Download,
-        };
-        // Downloads belong to the page that proposed them, so depth limits pages only.
-        if kind == UrlKind::Page
-            && let Err(why) = scope.check_depth(depth)
-        {
-            *summary.skipped.entry(why.into()).or_default() += 1;
-            continue;
-        }
-        let metadata = l.metadata.filter(|m| m.len() <= 4096);
-        raw_hashes.extend(raw_hash);
-        out.push(new_url(
-            &u,
-            depth,
-            l.priority,
-            kind,
-            Some(lease.record.url.clone()),
-            metadata,
-            proposer,
-        ));
-    }
-    (out, raw_hashes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_plugin_leaves_the_workers_while_its_calls_are_slow_and_comes_back() {
-        let cost = CallCost::default();
-        assert!(cost.inline(), "a new plugin starts on the workers");
-        for _ in 0..100 {
-            cost.record(Duration::from_micros(300));
-        }
-        assert!(cost.inline());
-        cost.record(Duration::from_secs(2)); // one call ran into its deadline
-        assert!(!cost.inline());
-        let mut calls = 0;
-        while !cost.inline() && calls < 1_000 {
-            cost.record(Duration::from_micros(300));
-            calls += 1;
-        }
-        assert!((20..60).contains(&calls), "back after {calls} cheap calls");
-    }
 
     #[test]
     fn a_link_proposed_again_skips_resolving_but_still_counts_its_depth_skip() -> Result<()> {
@@ -1199,14 +1336,5 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(summary.skipped.get("too_deep"), Some(&2));
         Ok(())
-    }
-
-    #[test]
-    fn a_plugin_that_blocks_stays_on_the_pool() {
-        let cost = CallCost::default();
-        cost.blocks
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        cost.record(Duration::from_micros(1));
-        assert!(!cost.inline());
     }
 }

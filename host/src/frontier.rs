@@ -32,6 +32,9 @@ use std::path::Path;
 /// Bumped whenever the on-disk layout changes; a mismatch refuses to open.
 pub const FORMAT_VERSION: u64 = 3;
 
+/// The `u` value of a URL that was reached by another URL's redirect and done with it.
+const ALIAS: u8 = 3;
+
 /// Queue entries buffered per host; bounds memory at hosts x this.
 const HOST_BUFFER: usize = 16;
 
@@ -62,6 +65,10 @@ pub struct UrlRecord {
     /// The plugin that proposed it (download records are attributed to it).
     pub proposer: Option<String>,
     pub attempts: u32,
+    /// In a record of a recent completion only: fingerprints (hex) of the URLs its redirects
+    /// led to, marked known with it and unmarked if the completion is undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A URL the engine wants queued (already normalized and in scope).
@@ -149,13 +156,15 @@ pub trait Frontier: Send {
     fn lease(&mut self, host: &str) -> Result<Option<Lease>>;
     /// Puts a leased URL back (retry later, or shutdown), recording its attempts.
     fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()>;
-    /// Finishes a leased URL, queues its new links and records the sink's commit token,
-    /// atomically. Returns how many links were new.
+    /// Finishes a leased URL, marks the URLs its redirects reached (`aliases`) as known,
+    /// queues its new links and records the sink's commit token, atomically. Returns how
+    /// many links were new.
     fn complete(
         &mut self,
         lease: &Lease,
         outcome: Outcome,
         counted_page: bool,
+        aliases: &[Fingerprint],
         links: Vec<NewUrl>,
         sink_token: &[u8],
     ) -> Result<usize>;
@@ -166,6 +175,8 @@ pub trait Frontier: Send {
     fn sink_token(&self) -> Result<Option<Vec<u8>>>;
     /// What the store knows about a URL.
     fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>>;
+    /// Whether the URL was ever queued or reached (cheaper than `state`).
+    fn is_known(&mut self, fp: &Fingerprint) -> Result<bool>;
     /// Makes everything so far durable on disk.
     fn flush(&self) -> Result<()>;
     /// Called after the sink has been fsynced at `synced_sink_token`: every page completed so
@@ -640,10 +651,15 @@ impl Frontier for FjallFrontier {
         lease: &Lease,
         outcome: Outcome,
         counted_page: bool,
+        aliases: &[Fingerprint],
         links: Vec<NewUrl>,
         sink_token: &[u8],
     ) -> Result<usize> {
         let mut batch = self.db.batch();
+        for a in aliases.iter().filter(|a| **a != lease.fp) {
+            batch.insert(&self.ks, key(b'u', a), [ALIAS]);
+            self.seen.insert(*a);
+        }
         batch.remove(&self.ks, lease.queue_key.clone());
         let state: u8 = match outcome {
             Outcome::Done => 1,
@@ -666,7 +682,13 @@ impl Frontier for FjallFrontier {
         recent.push(u8::from(counted_page));
         recent.extend_from_slice(&lease.queue_key);
         recent.extend_from_slice(&lease.fp);
-        serde_json::to_writer(&mut recent, &lease.record)?;
+        if aliases.is_empty() {
+            serde_json::to_writer(&mut recent, &lease.record)?;
+        } else {
+            let mut record = lease.record.clone();
+            record.aliases = aliases.iter().map(hex::encode).collect();
+            serde_json::to_writer(&mut recent, &record)?;
+        }
         self.seq += 1;
         batch.insert(&self.ks, key(b'r', &self.seq.to_be_bytes()), recent);
         batch.insert(&self.ks, key(b'm', b"seq"), self.seq.to_be_bytes());
@@ -691,10 +713,21 @@ impl Frontier for FjallFrontier {
         Ok(self.ks.get(key(b'm', b"sink"))?.map(|v| v.to_vec()))
     }
 
+    fn is_known(&mut self, fp: &Fingerprint) -> Result<bool> {
+        if self.seen.contains(fp) {
+            return Ok(true);
+        }
+        let known = self.ks.contains_key(key(b'u', fp))?;
+        if known {
+            self.seen.insert(*fp);
+        }
+        Ok(known)
+    }
+
     fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>> {
         Ok(match self.ks.get(key(b'u', fp))?.as_deref() {
             None => None,
-            Some([1]) => Some(UrlState::Done),
+            Some([1]) | Some([ALIAS]) => Some(UrlState::Done),
             Some([2]) => Some(UrlState::Failed),
             Some(_) => {
                 let leased = self.in_flight.iter().any(|qk| {
@@ -752,8 +785,21 @@ impl Frontier for FjallFrontier {
             let fp: Fingerprint = entry[..16]
                 .try_into()
                 .map_err(|_| anyhow!("frontier: corrupt record of a recent completion"))?;
-            let record: UrlRecord = serde_json::from_slice(&entry[16..])
+            let mut record: UrlRecord = serde_json::from_slice(&entry[16..])
                 .context("frontier: corrupt record of a recent completion")?;
+            // The URLs its redirects reached are unknown again: the page's refetch claims them.
+            for a in std::mem::take(&mut record.aliases) {
+                if let Ok(raw) = hex::decode(&a)
+                    && raw.len() == 16
+                {
+                    batch.remove(&self.ks, key(b'u', &raw));
+                }
+            }
+            let entry = {
+                let mut e = fp.to_vec();
+                serde_json::to_writer(&mut e, &record)?;
+                e
+            };
             match self.ks.get(key(b'u', &fp))?.as_deref() {
                 Some([1]) => self.counters.done = self.counters.done.saturating_sub(1),
                 Some([2]) => self.counters.failed = self.counters.failed.saturating_sub(1),
@@ -831,6 +877,7 @@ mod tests {
                 metadata: None,
                 proposer: None,
                 attempts: 0,
+                aliases: Vec::new(),
             },
         }
     }
@@ -862,6 +909,7 @@ mod tests {
                 &l,
                 Outcome::Done,
                 true,
+                &[],
                 vec![new_url("http://a/9", "a", 7, 3)],
                 b"tok",
             )
@@ -879,7 +927,8 @@ mod tests {
         let mut got = Vec::new();
         while let Some(l) = f.lease("a").unwrap() {
             got.push(l.record.url.clone());
-            f.complete(&l, Outcome::Done, true, vec![], b"t").unwrap();
+            f.complete(&l, Outcome::Done, true, &[], vec![], b"t")
+                .unwrap();
         }
         assert_eq!(got, ["http://a/9", "http://a/2", "http://a/1"]);
         assert_eq!(f.host_pages("a"), 4);
@@ -897,7 +946,7 @@ mod tests {
         )
         .unwrap();
         let first = f.lease("a").unwrap().unwrap();
-        f.complete(&first, Outcome::Done, true, vec![], b"one")
+        f.complete(&first, Outcome::Done, true, &[], vec![], b"one")
             .unwrap();
         f.checkpoint(b"one").unwrap();
         let second = f.lease("a").unwrap().unwrap();
@@ -905,12 +954,13 @@ mod tests {
             &second,
             Outcome::Done,
             true,
+            &[],
             vec![new_url("http://a/new", "a", 0, 1)],
             b"two",
         )
         .unwrap();
         let third = f.lease("a").unwrap().unwrap();
-        f.complete(&third, Outcome::Failed, false, vec![], b"three")
+        f.complete(&third, Outcome::Failed, false, &[], vec![], b"three")
             .unwrap();
         drop(f);
 
@@ -930,7 +980,8 @@ mod tests {
         // Back in their original order, ahead of the deeper link the second page found.
         let order: Vec<String> = std::iter::from_fn(|| {
             let l = f.lease("a").unwrap()?;
-            f.complete(&l, Outcome::Done, true, vec![], b"t").unwrap();
+            f.complete(&l, Outcome::Done, true, &[], vec![], b"t")
+                .unwrap();
             Some(l.record.url)
         })
         .collect();

@@ -4,12 +4,16 @@
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod escape;
 pub mod fetch;
 pub mod frontier;
+#[cfg(test)]
+mod fuzz;
 pub mod links;
 pub mod normalize;
 pub mod plugin;
 pub mod politeness;
 pub mod progress;
 pub mod robots;
+pub mod scope;
 pub mod sink;

@@ -10,9 +10,18 @@ use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, 
 use std::cell::RefCell;
 use url::Url;
 
+/// Links one page yielded: the first `max` of them, and how many more there were.
+pub struct Extracted {
+    pub links: Vec<Url>,
+    pub dropped: u64,
+}
+
 /// Extracts absolute http(s) links from an HTML page, resolved against `<base href>`.
-pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
+/// Keeps at most `max` `<a href>` links (a page of millions of links costs a count, not
+/// memory); the rest are counted in `dropped`.
+pub fn extract(page_url: &Url, body: &[u8], encoding: &str, max: usize) -> Extracted {
     let hrefs = RefCell::new(Vec::<String>::new());
+    let over = std::cell::Cell::new(0u64);
     let base = RefCell::new(None::<String>);
     let refresh = RefCell::new(None::<String>);
     let enc = encoding_rs::Encoding::for_label(encoding.as_bytes())
@@ -30,8 +39,13 @@ pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
                                 .split_whitespace()
                                 .any(|t| t == "nofollow")
                         });
-                        if !nofollow && let Some(h) = el.get_attribute("href") {
-                            hrefs.borrow_mut().push(h);
+                        if !nofollow {
+                            let mut hrefs = hrefs.borrow_mut();
+                            if hrefs.len() >= max {
+                                over.set(over.get() + 1);
+                            } else if let Some(h) = el.get_attribute("href") {
+                                hrefs.push(h);
+                            }
                         }
                         Ok(())
                     }),
@@ -79,7 +93,10 @@ pub fn extract(page_url: &Url, body: &[u8], encoding: &str) -> Vec<Url> {
             out.push(u);
         }
     }
-    out
+    Extracted {
+        links: out,
+        dropped: over.get(),
+    }
 }
 
 fn decode(s: &str) -> String {
@@ -106,7 +123,8 @@ mod tests {
         let html = br#"<html><head><base href="/b/"><meta http-equiv="Refresh" content="0; URL='/moved'"></head>
             <a href="x?a=1&amp;b=2">x</a><a href="y" rel="nofollow">y</a><a href="mailto:z@e.com">m</a>
             <a href="https://other.org/">o</a></html>"#;
-        let got: Vec<String> = extract(&page, html, "utf-8")
+        let got: Vec<String> = extract(&page, html, "utf-8", 100)
+            .links
             .into_iter()
             .map(String::from)
             .collect();
@@ -118,5 +136,15 @@ mod tests {
                 "http://e.com/moved"
             ]
         );
+    }
+
+    #[test]
+    fn a_page_of_many_links_keeps_the_first_and_counts_the_rest() {
+        let page = Url::parse("http://e.com/").unwrap();
+        let html: String = (0..5000).map(|i| format!("<a href=/l{i}>x</a>")).collect();
+        let got = extract(&page, html.as_bytes(), "utf-8", 1000);
+        assert_eq!(got.links.len(), 1000);
+        assert_eq!(got.dropped, 4000);
+        assert_eq!(got.links[999].as_str(), "http://e.com/l999");
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sandcrawl::config::{CrawlConfig, default_cache_dir, parse_set};
+use sandcrawl::escape::escape;
 use sandcrawl::plugin::{Limits, PageInput, Runtime};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -253,21 +254,15 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
-    let result = match cli.cmd {
-        // These call plugins and nothing async. They run outside the tokio runtime because
-        // WASI's blocking stream calls (a plugin printing or panicking) start a runtime of
-        // their own, which tokio refuses inside one.
-        cmd @ (Command::Plugins(_) | Command::Parse { .. }) => offline(cmd),
-        cmd => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(dispatch(cmd)),
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                std::process::exit(1);
-            }
-        },
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(cli.cmd)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -294,23 +289,17 @@ async fn dispatch(cmd: Command) -> Result<i32> {
             tokio::signal::ctrl_c().await.ok();
             Ok(0)
         }
-        Command::Plugins(_) | Command::Parse { .. } => misrouted(),
-    }
-}
-
-fn offline(cmd: Command) -> Result<i32> {
-    match cmd {
-        Command::Plugins(PluginsCmd::List { dir, json }) => plugins_list(&dir, json),
+        Command::Plugins(PluginsCmd::List { dir, json }) => plugins_list(&dir, json).await,
         Command::Plugins(PluginsCmd::Check { file }) => {
             let rt = Runtime::new(Limits::default(), default_cache_dir())?;
-            let p = rt.load_file(&file)?;
+            let p = rt.load_file(&file).await?;
             println!(
                 "ok: {} {} (WIT {}, sha256 {}) handles {}",
                 p.info.name,
                 p.info.version,
                 p.info.wit_version,
                 p.info.sha256,
-                p.info.patterns.join(" ")
+                escape(&p.info.patterns.join(" "))
             );
             Ok(0)
         }
@@ -321,28 +310,23 @@ fn offline(cmd: Command) -> Result<i32> {
             status,
             content_type,
             config_json,
-        } => parse_offline(
-            &plugin,
-            &url,
-            &page,
-            status,
-            &content_type,
-            config_json.as_deref(),
-        ),
-        _ => misrouted(),
+        } => {
+            parse_offline(
+                &plugin,
+                &url,
+                &page,
+                status,
+                &content_type,
+                config_json.as_deref(),
+            )
+            .await
+        }
     }
 }
 
-/// `main` routes each command to `offline` or `dispatch`; reaching the other one is a bug.
-fn misrouted() -> Result<i32> {
-    Err(anyhow!(
-        "internal error: a command was routed to the wrong runner"
-    ))
-}
-
-fn plugins_list(dir: &Path, json: bool) -> Result<i32> {
+async fn plugins_list(dir: &Path, json: bool) -> Result<i32> {
     let rt = Runtime::new(Limits::default(), default_cache_dir())?;
-    let (plugins, errors) = rt.load_dir(dir)?;
+    let (plugins, errors) = rt.load_dir(dir).await?;
     for e in &errors {
         eprintln!("error: {e}");
     }
@@ -359,17 +343,17 @@ fn plugins_list(dir: &Path, json: bool) -> Result<i32> {
             println!(
                 "{:<16} {:<10} {:<6} {:<16} {}",
                 i.name,
-                i.version,
+                escape(&i.version),
                 i.wit_version,
-                &i.sha256[..16],
-                i.patterns.join(" ")
+                i.sha256.get(..16).unwrap_or(&i.sha256),
+                escape(&i.patterns.join(" "))
             );
         }
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
-fn parse_offline(
+async fn parse_offline(
     plugin: &Path,
     url: &str,
     page: &Path,
@@ -379,7 +363,7 @@ fn parse_offline(
 ) -> Result<i32> {
     let parsed = url::Url::parse(url).map_err(|e| anyhow!("--url {url:?} is not a URL: {e}"))?;
     let rt = Runtime::new(Limits::default(), default_cache_dir())?;
-    let mut p = rt.load_file(plugin)?;
+    let mut p = rt.load_file(plugin).await?;
     if let Some(c) = config_json {
         let v: serde_json::Value =
             serde_json::from_str(c).map_err(|e| anyhow!("--config-json is not valid JSON: {e}"))?;
@@ -397,33 +381,55 @@ fn parse_offline(
         encoding,
         ..PageInput::default()
     };
-    match p.parse(&input) {
+    match p.parse(&input).await {
         Ok(out) => {
-            let items: Vec<_> = out
-                .items
-                .iter()
-                .map(|i| serde_json::json!({ "kind": i.kind, "fields": i.fields }))
-                .collect();
-            let doc = serde_json::json!({
-                "plugin": { "name": p.info.name, "version": p.info.version, "sha256": p.info.sha256 },
-                "url": parsed.as_str(),
-                "items": items,
-                "links": out.links,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            // Items are printed as the plugin wrote them (never re-encoded through a value
+            // tree), so the output is about the size of what the plugin returned.
+            #[derive(serde::Serialize)]
+            struct Shown<'a> {
+                kind: &'a str,
+                fields: &'a serde_json::value::RawValue,
+            }
+            #[derive(serde::Serialize)]
+            struct Doc<'a> {
+                plugin: serde_json::Value,
+                url: &'a str,
+                items: Vec<Shown<'a>>,
+                links: &'a [sandcrawl::plugin::LinkOut],
+            }
+            let doc = Doc {
+                plugin: serde_json::json!({ "name": p.info.name, "version": p.info.version, "sha256": p.info.sha256 }),
+                url: parsed.as_str(),
+                items: out
+                    .items
+                    .iter()
+                    .map(|i| Shown {
+                        kind: &i.kind,
+                        fields: &i.json,
+                    })
+                    .collect(),
+                links: &out.links,
+            };
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            serde_json::to_writer_pretty(&mut w, &doc)?;
+            std::io::Write::write_all(&mut w, b"\n")?;
+            std::io::Write::flush(&mut w)?;
             Ok(0)
         }
         Err(e) => bail!("plugin {} on {}: {e}", p.info.name, page.display()),
     }
 }
 
-fn load_plugins(cfg: &CrawlConfig) -> Result<Vec<sandcrawl::plugin::Plugin>> {
+/// Loads the crawl's plugins; a file that cannot be loaded is one line in the log and in
+/// the returned list (which goes into summary.json), and the others still run.
+async fn load_plugins(cfg: &CrawlConfig) -> Result<(Vec<sandcrawl::plugin::Plugin>, Vec<String>)> {
     if cfg.plugin_paths.is_empty() {
         tracing::warn!("no plugins given (--plugins): only the built-in link follower runs");
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let rt = Runtime::new(cfg.limits.clone(), cfg.cache_path())?;
-    let (mut plugins, errors) = rt.load_paths(&cfg.plugin_paths)?;
+    let (mut plugins, errors) = rt.load_paths(&cfg.plugin_paths).await?;
     for e in &errors {
         tracing::error!("plugin not loaded: {e}");
     }
@@ -439,25 +445,21 @@ fn load_plugins(cfg: &CrawlConfig) -> Result<Vec<sandcrawl::plugin::Plugin>> {
                     .map_err(|e| anyhow!("plugins.{}.patterns: {e}", p.info.name))?;
             }
         }
-        tracing::info!(plugin = %p.info.name, version = %p.info.version, wit = %p.info.wit_version, "loaded {}", p.info.path.display());
+        tracing::info!(plugin = %p.info.name, version = %escape(&p.info.version), wit = %p.info.wit_version, "loaded {}", p.info.path.display());
     }
     for name in cfg.plugins.keys() {
         if !plugins.iter().any(|p| &p.info.name == name) {
             tracing::warn!("config has [plugins.{name}] but no plugin of that name is loaded");
         }
     }
-    Ok(plugins)
+    Ok((plugins, errors))
 }
 
+/// Exit code of a crawl that ran to its end but could not load every plugin it was given.
+const EXIT_PLUGINS_REFUSED: i32 = 3;
+
 async fn crawl(cfg: CrawlConfig) -> Result<i32> {
-    // Loading calls each plugin's `manifest`; see `main` for why that leaves the runtime.
-    let (cfg, plugins) = tokio::task::spawn_blocking(move || {
-        let plugins = load_plugins(&cfg);
-        (cfg, plugins)
-    })
-    .await
-    .map_err(|e| anyhow!("loading plugins failed: {e}"))?;
-    let plugins = plugins?;
+    let (plugins, refused) = load_plugins(&cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -473,10 +475,17 @@ async fn crawl(cfg: CrawlConfig) -> Result<i32> {
     // The crawl loop runs as a task on the runtime's workers rather than on this thread:
     // handing each finished page to a separate thread cost a futex wake-up per page and a
     // glibc malloc arena of its own (BENCHMARKS.md §1).
-    let summary = tokio::spawn(sandcrawl::engine::run(cfg, plugins, stop_rx))
+    let summary = tokio::spawn(sandcrawl::engine::run(cfg, plugins, refused, stop_rx))
         .await
         .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
     print_summary(&summary);
+    if !summary.plugins_refused.is_empty() {
+        eprintln!(
+            "error: {} plugin file(s) could not be loaded (see plugins_refused in summary.json); the crawl ran without them",
+            summary.plugins_refused.len()
+        );
+        return Ok(EXIT_PLUGINS_REFUSED);
+    }
     Ok(0)
 }
 
@@ -565,10 +574,21 @@ fn print_summary(s: &sandcrawl::engine::Summary) {
             }
         );
     }
+    if !s.hosts_given_up.is_empty() {
+        for (host, why) in &s.hosts_given_up {
+            eprintln!("  gave up on {host}: {why}");
+        }
+    }
+    if s.truncated_bodies > 0 {
+        eprintln!(
+            "  {} bodies cut at fetch.max_body_bytes (parsed as truncated)",
+            s.truncated_bodies
+        );
+    }
     if s.queued_left > 0 || s.stopped_early {
         eprintln!(
-            "  {} URLs still queued: run the same command again to resume",
-            s.queued_left
+            "  {} URLs still to do ({} of them were in flight): run the same command again to resume",
+            s.queued_left, s.in_flight_left
         );
     }
     eprintln!("  items: {}", s.output);

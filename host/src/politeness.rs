@@ -32,6 +32,10 @@ pub struct PolitenessConfig {
     pub backoff_max_ms: u64,
     /// Retry-After values are clamped to this many seconds.
     pub retry_after_max_s: u64,
+    /// After this many timeouts in a row from one host (no answer in between), the host is
+    /// given up: its queued URLs fail at once instead of each waiting out its timeouts.
+    /// 0: never.
+    pub host_max_timeouts: u32,
 }
 
 impl Default for PolitenessConfig {
@@ -47,6 +51,7 @@ impl Default for PolitenessConfig {
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             retry_after_max_s: 600,
+            host_max_timeouts: 10,
         }
     }
 }
@@ -218,8 +223,9 @@ impl Politeness {
 /// Parses Retry-After in both forms: delta-seconds or an HTTP-date.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Larger than u64 seconds is still "a very long time", clamped by the caller.
+        return Some(v.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -287,6 +293,14 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Larger than u64: clamped, not ignored.
+        let huge = parse_retry_after("99999999999999999999999999", now);
+        assert_eq!(huge, Some(Duration::MAX));
+        let p = Politeness::new(PolitenessConfig::default());
+        assert_eq!(
+            p.clamp_retry_after(huge.unwrap_or_default()),
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

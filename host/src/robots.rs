@@ -23,6 +23,9 @@ pub const RETRY_UNREACHABLE: Duration = Duration::from_secs(30);
 enum Rules {
     AllowAll,
     DisallowAll,
+    /// robots.txt failed in a way retrying cannot fix (a TLS failure): the host itself is
+    /// unusable, so its URLs fail at once with this error.
+    HostFailed(FetchError),
     Parsed(Box<texting_robots::Robot>),
 }
 
@@ -37,6 +40,8 @@ pub struct Robots {
     valid_for: Duration,
     /// What happened when fetching, for logs.
     pub note: String,
+    /// robots.txt timed out (so the host counts a timeout, as a page fetch would).
+    pub timed_out: bool,
 }
 
 impl Robots {
@@ -48,6 +53,7 @@ impl Robots {
             fetched_at: Instant::now(),
             valid_for: CACHE_FOR,
             note: note.to_owned(),
+            timed_out: false,
         }
     }
 
@@ -59,6 +65,7 @@ impl Robots {
             fetched_at: Instant::now(),
             valid_for: RETRY_UNREACHABLE,
             note,
+            timed_out: false,
         }
     }
 
@@ -81,6 +88,7 @@ impl Robots {
                 fetched_at: Instant::now(),
                 valid_for: CACHE_FOR,
                 note: "parsed".into(),
+                timed_out: false,
             },
             // An unparsable file carries no rules we could honour; RFC 9309 treats
             // unparsable lines as absent.
@@ -98,9 +106,29 @@ impl Robots {
             Ok((status, _)) => Robots::disallow_all(format!(
                 "robots.txt answered {status}; disallowing all until it is reachable"
             )),
-            Err(e) => Robots::disallow_all(format!(
-                "robots.txt unreachable ({e}); disallowing all until it is reachable"
-            )),
+            Err(e @ FetchError::Tls(_)) => Robots {
+                rules: Rules::HostFailed(e.clone()),
+                crawl_delay: None,
+                sitemaps: Vec::new(),
+                fetched_at: Instant::now(),
+                valid_for: CACHE_FOR,
+                note: format!("robots.txt failed permanently ({e}); the host's URLs fail"),
+                timed_out: false,
+            },
+            Err(e) => Robots {
+                timed_out: matches!(e, FetchError::Timeout(_)),
+                ..Robots::disallow_all(format!(
+                    "robots.txt unreachable ({e}); disallowing all until it is reachable"
+                ))
+            },
+        }
+    }
+
+    /// The permanent failure that makes every URL of this host fail, if any.
+    pub fn host_failure(&self) -> Option<&FetchError> {
+        match &self.rules {
+            Rules::HostFailed(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -113,7 +141,7 @@ impl Robots {
     pub fn allowed_str(&self, url: &str) -> bool {
         match &self.rules {
             Rules::AllowAll => true,
-            Rules::DisallowAll => url.ends_with("/robots.txt"),
+            Rules::DisallowAll | Rules::HostFailed(_) => url.ends_with("/robots.txt"),
             // Google's contract: octets outside ASCII in an unencoded URL are compared raw
             // and so never equal a (percent-encoded) rule; stand in a byte no rule contains.
             Rules::Parsed(r) if !url.is_ascii() => {

@@ -31,7 +31,8 @@ pub struct Item {
     pub fetched_at: String,
     pub plugin: PluginRef,
     pub kind: String,
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// A JSON object, kept as the plugin wrote it: field order and number precision stay.
+    pub fields: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -194,7 +195,7 @@ impl FileSink {
                         &it.plugin.version,
                         &it.plugin.sha256,
                         &it.kind,
-                        &serde_json::Value::Object(it.fields.clone()).to_string(),
+                        it.fields.get(),
                     ])?;
                 }
                 w.flush()?;
@@ -361,10 +362,8 @@ mod tests {
                 sha256: "s".into(),
             },
             kind: "k".into(),
-            fields: serde_json::json!({ "i": i })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            fields: serde_json::value::RawValue::from_string(format!("{{\"i\":{i}}}"))
+                .expect("valid JSON"),
         }
     }
 

@@ -276,3 +276,79 @@ pub fn run_bin(args: &[&str], timeout: Duration) -> (std::process::ExitStatus, S
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What a finished child process printed and how much memory it peaked at.
+pub struct Measured {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident set of that one process, in bytes (its own rusage, not the test's).
+    pub max_rss: u64,
+    pub elapsed: Duration,
+}
+
+/// Runs the sandcrawl binary to completion (bounded by `timeout`) and measures its peak RSS
+/// with `wait4`, which reports that child alone even while other tests run children too.
+pub fn run_measured(args: &[&str], timeout: Duration) -> Measured {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .env("SANDCRAWL_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sandcrawl");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = child.id() as libc::pid_t;
+    let deadline = started + timeout;
+    let mut raw_status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own child, not yet reaped (std's Child is never waited on).
+        let r = unsafe { libc::wait4(pid, &mut raw_status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert!(r >= 0, "wait4 failed");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            // SAFETY: as above.
+            unsafe { libc::wait4(pid, &mut raw_status, 0, &mut usage) };
+            panic!(
+                "sandcrawl {args:?} did not finish within {timeout:?}; stderr:\n{}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Measured {
+        status: std::process::ExitStatus::from_raw(raw_status),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        max_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        elapsed: started.elapsed(),
+    }
+}

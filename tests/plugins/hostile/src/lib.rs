@@ -119,6 +119,57 @@ impl Plugin for Hostile {
                     .collect();
                 out.item("dom", &json!({ "titles": titles }))?;
             }
+            "sleep" => {
+                // Blocked in WASI (a clock pollable), not running wasm: epoch ticks alone
+                // would never stop it.
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                out.item("slept", &json!({}))?;
+            }
+            "sleepday" => {
+                std::thread::sleep(std::time::Duration::from_secs(86_400));
+            }
+            "logflood" => {
+                let line = "l".repeat(1 << 20);
+                for _ in 0..450 {
+                    sandcrawl_plugin_sdk::log(LogLevel::Info, &line);
+                }
+                out.item("flooded", &json!({}))?;
+            }
+            "logforge" => {
+                sandcrawl_plugin_sdk::log(
+                    LogLevel::Warn,
+                    "harmless\n2026-01-01T00:00:00Z  INFO sandcrawl: FORGED LOG LINE\r\x1b[2K",
+                );
+                println!("out\r\x1b[2KFORGED STDOUT LINE");
+                out.item("ok", &json!({ "url": page.url }))?;
+            }
+            "exit" => std::process::exit(3),
+            "bignum" => {
+                out.items.push(Item {
+                    kind: "num".into(),
+                    json: "{\"big\":123456789012345678901234567890,\"precise\":0.1000000000000000055511151231257827,\"z\":1,\"a\":2}".into(),
+                });
+            }
+            "filekind" => {
+                out.item(
+                    "file",
+                    &json!({ "sha256": "0".repeat(64), "path": "/etc/passwd" }),
+                )?;
+            }
+            "widejson" => {
+                // About 31 MiB of tiny JSON values, under the 32 MiB output cap: a value tree
+                // of it would take well over a GiB in the host.
+                let mut json = String::with_capacity(31 << 20);
+                json.push_str("{\"v\":[");
+                while json.len() < (31 << 20) - 16 {
+                    json.push_str("0,");
+                }
+                json.push_str("0]}");
+                out.items.push(Item {
+                    kind: "wide".into(),
+                    json,
+                });
+            }
             "badjson" => {
                 out.items.push(Item {
                     kind: "bad".into(),

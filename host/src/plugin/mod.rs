@@ -3,24 +3,41 @@
 //! is either fresh or kept warm from an earlier page that ended cleanly.
 //!
 //! It owns the wasmtime `Engine`, the WASI policy (no files, sockets, env vars or args), the
-//! per-call budgets (time, memory, output) and the translation between host pages and the
-//! versioned WIT bindings. It must not fetch, schedule or store anything: callers hand it a
-//! page and get back validated items and links or a classified error.
+//! per-call budgets (time, memory, output, log volume), the instance pool and its fair share
+//! per plugin, and the translation between host pages and the versioned WIT bindings. It
+//! must not fetch, schedule or store anything: callers hand it a page and get back validated
+//! items and links or a classified error.
+//!
+//! Calls are async (wasmtime fibers). The deadline covers the whole call, time blocked in
+//! WASI included: compiled code yields to the executor at every epoch tick and traps once the
+//! budget is spent, and a call blocked in a host call (a sleep, a poll) is dropped at the
+//! same deadline by a wall-clock timeout. Nothing a plugin does holds a thread.
 //!
 //! Versioning follows Zed's extension API: each released WIT folder (`wit/since_vX.Y.Z`) gets
 //! its own `bindgen!` module here, and a loaded component is bound to the newest module whose
 //! interface names it exports. Plugins built against an older, still-listed version keep
 //! working with newer hosts.
 
+mod guest_output;
+mod limits;
+mod validate;
+
+pub use limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, Slots};
+pub use validate::{MAX_PATTERNS, RESERVED_KINDS, build_globs, check_patterns};
+
 use anyhow::{Context as _, Result, anyhow, bail};
+use guest_output::{GuestOutput, LogOverflow};
+use limits::MemoryLimiter;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use validate::{RawItem, RawLink, RawManifest};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Bindings for `wit/since_v0.1.0`.
@@ -31,6 +48,10 @@ mod v0_1 {
         // The page goes to the guest by reference: its body and headers are copied once,
         // into guest memory, not first into owned bindings types.
         ownership: Borrowing { duplicate_if_necessary: true },
+        // `log` may trap the call (over its volume budget).
+        imports: { default: trappable },
+        // Exports run on a fiber, so a call can yield at epoch ticks and be cancelled.
+        exports: { default: async },
     });
 }
 
@@ -39,42 +60,9 @@ pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
 
 const PARSER_INTERFACE: &str = "sandcrawl:plugin/parser";
 
-/// How often the epoch ticker fires; per-call deadlines are whole multiples of it.
+/// How often the epoch ticker fires: a running call yields this often and its deadline is
+/// checked this often.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Per-call budgets. Every one of them is enforced by the host, not trusted to the guest.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Wall-clock budget for one `parse` or `manifest` call, in milliseconds.
-    pub timeout_ms: u64,
-    /// Maximum linear memory of a plugin instance, in MiB.
-    pub memory_mib: u64,
-    /// Maximum wasm call stack, in KiB.
-    pub stack_kib: u64,
-    /// Maximum items one page may produce.
-    pub max_items: usize,
-    /// Maximum links one page may propose.
-    pub max_links: usize,
-    /// Maximum total bytes of item JSON and link URLs from one page, in MiB.
-    pub max_output_mib: u64,
-    /// Maximum bytes a plugin may write to stdout, and to stderr, per call, in KiB.
-    pub max_log_kib: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout_ms: 2_000,
-            memory_mib: 128,
-            stack_kib: 1024,
-            max_items: 10_000,
-            max_links: 100_000,
-            max_output_mib: 32,
-            max_log_kib: 64,
-        }
-    }
-}
 
 /// Why a plugin call produced nothing usable. Each is counted per plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +79,8 @@ pub enum PluginError {
     Trap(String),
     #[error("output over limit: {0}")]
     OutputLimit(String),
+    #[error("log over limit: {0}")]
+    LogLimit(String),
     #[error("invalid output: {0}")]
     InvalidOutput(String),
 }
@@ -105,6 +95,7 @@ impl PluginError {
             PluginError::Memory(_) => "memory",
             PluginError::Trap(_) => "trap",
             PluginError::OutputLimit(_) => "output_limit",
+            PluginError::LogLimit(_) => "log_limit",
             PluginError::InvalidOutput(_) => "invalid_output",
         }
     }
@@ -124,11 +115,24 @@ pub struct PageInput {
     pub metadata: Option<String>,
 }
 
-/// A validated item: `fields` is a JSON object.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated item: `json` is a JSON object, kept as the plugin wrote it (on one line).
+#[derive(Debug, Clone)]
 pub struct ItemOut {
     pub kind: String,
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub json: Box<RawValue>,
+}
+
+impl ItemOut {
+    /// The fields as a JSON value tree (for tests and small tools; the crawl never builds it).
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(self.json.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for ItemOut {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.json.get() == other.json.get()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -171,8 +175,11 @@ struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    output: GuestOutput,
     plugin: Arc<str>,
     config: Arc<str>,
+    /// When the current call's budget ends; checked at every epoch tick.
+    deadline: Instant,
 }
 
 impl WasiView for CallState {
@@ -187,56 +194,33 @@ impl WasiView for CallState {
 impl v0_1::sandcrawl::plugin::types::Host for CallState {}
 
 impl v0_1::sandcrawl::plugin::host::Host for CallState {
-    fn log(&mut self, level: v0_1::sandcrawl::plugin::host::Level, message: String) {
+    fn log(
+        &mut self,
+        level: v0_1::sandcrawl::plugin::host::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
         use v0_1::sandcrawl::plugin::host::Level;
-        let plugin = &*self.plugin;
-        let message = truncate(&message, 4096);
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.output.log(&self.plugin, level, &message)?;
+        Ok(())
     }
 
-    fn config(&mut self) -> String {
-        self.config.to_string()
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(self.config.to_string())
     }
 }
 
-/// Refuses memory growth past the cap and remembers that it did, so that the resulting trap
-/// (a guest allocation failure aborts) is reported as a memory-limit hit, not a generic crash.
-struct MemoryLimiter {
-    max_bytes: usize,
-    hit: bool,
-    /// The size the guest's memory has grown to.
-    size: usize,
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.size = desired;
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
+/// Call slots shared by every plugin of one runtime, and the count of idle warm instances.
+struct Shared {
+    calls: Arc<Semaphore>,
+    slots: Slots,
+    warm_idle: AtomicUsize,
 }
 
 /// Owns the engine, the linker and the epoch ticker shared by every plugin.
@@ -246,6 +230,7 @@ pub struct Runtime {
     limits: Limits,
     cache_dir: Option<PathBuf>,
     ticker: Arc<Ticker>,
+    shared: Arc<Shared>,
 }
 
 /// Stops the epoch thread when the runtime and every plugin loaded from it are gone.
@@ -260,25 +245,42 @@ impl Drop for Ticker {
 impl Runtime {
     /// Builds the engine. `cache_dir` holds compiled plugins; `None` disables the cache.
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self> {
+        let slots = Slots::for_this_machine();
         let mut config = Config::new();
         config.epoch_interruption(true);
         // Lets `perf` name guest functions (writes /tmp/perf-PID.map); for profiling only.
         if std::env::var_os("SANDCRAWL_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        config.max_wasm_stack(limits.stack_kib as usize * 1024);
+        config.max_wasm_stack(
+            usize::try_from(limits.stack_kib.saturating_mul(1024)).unwrap_or(usize::MAX),
+        );
+        // The fiber a call runs on holds the wasm stack plus the host functions' frames.
+        config.async_stack_size(
+            usize::try_from(limits.stack_kib.saturating_mul(1024)).unwrap_or(usize::MAX)
+                + (512 << 10),
+        );
         // A pool of pre-reserved instance slots makes per-page instantiation cheap (no mmap
-        // and page-table churn per call); concurrent calls are bounded by the engine's
-        // plugin slots (one per core), so a small pool suffices. Opt out with
-        // SANDCRAWL_NO_POOLING=1 (used by the benchmarks to measure the difference).
+        // and page-table churn per call). Its size follows from the call slots: every call
+        // and every idle warm instance is guaranteed its instance, and the per-component
+        // bounds keep one plugin's component from taking the others' (a component over them
+        // is refused at load). Opt out with SANDCRAWL_NO_POOLING=1 (benchmarks only).
         if std::env::var_os("SANDCRAWL_NO_POOLING").is_none() {
-            let slots = 4 * std::thread::available_parallelism().map_or(2, |n| n.get()) as u32 + 8;
+            let components = slots.component_instances();
             let mut pool = wasmtime::PoolingAllocationConfig::default();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots * 4)
-                .total_memories(slots * 4)
-                .total_tables(slots * 4)
-                .max_memory_size(limits.memory_mib as usize * 1024 * 1024)
+            pool.total_component_instances(components)
+                .total_core_instances(components * MAX_CORE_INSTANCES)
+                .total_memories(components * MAX_MEMORIES)
+                .total_tables(components * MAX_TABLES)
+                .total_stacks(components)
+                .max_core_instances_per_component(MAX_CORE_INSTANCES)
+                .max_memories_per_component(MAX_MEMORIES)
+                .max_tables_per_component(MAX_TABLES)
+                .table_elements(limits::MAX_TABLE_ELEMENTS)
+                .max_memory_size(
+                    usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024))
+                        .unwrap_or(usize::MAX),
+                )
                 // Reset the first MiBs of a reused slot with memset instead of madvise: a
                 // typical page's guest heap fits, so calls stop paying page faults and TLB
                 // shootdowns (measured in BENCHMARKS.md).
@@ -289,7 +291,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow!("starting wasmtime: {e}"))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("linking WASI: {e}"))?;
         v0_1::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("linking host API: {e}"))?;
@@ -315,18 +317,23 @@ impl Runtime {
             limits,
             cache_dir,
             ticker: Arc::new(Ticker(stop)),
+            shared: Arc::new(Shared {
+                calls: Arc::new(Semaphore::new(slots.calls)),
+                slots,
+                warm_idle: AtomicUsize::new(0),
+            }),
         })
     }
 
     /// Loads every `*.wasm` in `dir` (sorted by file name). Each failure is one message naming
     /// the file; the other plugins still load.
-    pub fn load_dir(&self, dir: &Path) -> Result<(Vec<Plugin>, Vec<String>)> {
-        Ok(self.load_files(&wasm_files(dir)?))
+    pub async fn load_dir(&self, dir: &Path) -> Result<(Vec<Plugin>, Vec<String>)> {
+        Ok(self.load_files(&wasm_files(dir)?).await)
     }
 
     /// Loads the given files (or folders of `*.wasm`). Duplicate names are rejected after
     /// the first.
-    pub fn load_paths(&self, paths: &[PathBuf]) -> Result<(Vec<Plugin>, Vec<String>)> {
+    pub async fn load_paths(&self, paths: &[PathBuf]) -> Result<(Vec<Plugin>, Vec<String>)> {
         let mut files = Vec::new();
         for p in paths {
             if !p.exists() {
@@ -341,28 +348,28 @@ impl Runtime {
                 files.push(p.clone());
             }
         }
-        Ok(self.load_files(&files))
+        Ok(self.load_files(&files).await)
     }
 
-    fn load_files(&self, paths: &[PathBuf]) -> (Vec<Plugin>, Vec<String>) {
+    async fn load_files(&self, paths: &[PathBuf]) -> (Vec<Plugin>, Vec<String>) {
         let mut plugins: Vec<Plugin> = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
-            match self.load_file(path) {
+            match self.load_file(path).await {
                 Ok(p) if plugins.iter().any(|q| q.info.name == p.info.name) => errors.push(format!(
                     "{}: a plugin named {:?} is already loaded; rename one of them (manifest name)",
                     path.display(),
                     p.info.name
                 )),
                 Ok(p) => plugins.push(p),
-                Err(e) => errors.push(format!("{e:#}")),
+                Err(e) => errors.push(crate::escape::escape(&format!("{e:#}")).into_owned()),
             }
         }
         (plugins, errors)
     }
 
     /// Loads, checks and (via the cache) compiles one plugin file.
-    pub fn load_file(&self, path: &Path) -> Result<Plugin> {
+    pub async fn load_file(&self, path: &Path) -> Result<Plugin> {
         let shown = path.display();
         let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read file"))?;
         if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -377,18 +384,34 @@ impl Runtime {
             );
         }
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        let component = self
-            .compile(&bytes, &sha256)
-            .map_err(|e| anyhow!("{shown}: cannot compile: {e}"))?;
+        let component = self.compile(&bytes, &sha256).map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.contains("exceeds the configured maximum") {
+                anyhow!(
+                    "{shown}: refused: {msg}; a plugin may hold at most {MAX_CORE_INSTANCES} core instances, {MAX_MEMORIES} memories and {MAX_TABLES} tables (an SDK plugin holds far fewer)"
+                )
+            } else {
+                anyhow!("{shown}: cannot compile: {msg}")
+            }
+        })?;
 
         let wit_version = self
             .wit_version(&component)
             .map_err(|e| anyhow!("{shown}: {e}"))?;
+        self.check_export_shapes(&component, &wit_version).map_err(|e| {
+            anyhow!(
+                "{shown}: its exports do not match WIT sandcrawl:plugin@{wit_version} ({e}); rebuild it against the matching sandcrawl-plugin-sdk"
+            )
+        })?;
         let pre = self
             .linker_v0_1
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("{shown}: imports something this host does not offer ({e}); plugins may use WASI p2 and sandcrawl:plugin/host only"))?;
-        let pre = v0_1::PluginPre::new(pre).map_err(|e| anyhow!("{shown}: {e}"))?;
+        let pre = v0_1::PluginPre::new(pre).map_err(|e| {
+            anyhow!(
+                "{shown}: its exports do not match WIT sandcrawl:plugin@{wit_version} ({e:#}); rebuild it against the matching sandcrawl-plugin-sdk"
+            )
+        })?;
 
         let mut plugin = Plugin {
             info: PluginInfo {
@@ -409,24 +432,85 @@ impl Runtime {
             name_tag: Arc::from(
                 path.file_stem()
                     .and_then(|s| s.to_str())
-                    .unwrap_or("plugin"),
+                    .map(|s| crate::escape::escape(s).into_owned())
+                    .unwrap_or_else(|| "plugin".into())
+                    .as_str(),
             ),
             patterns: globset::GlobSet::empty(),
             warm: std::sync::Mutex::new(Vec::new()),
+            shared: Arc::clone(&self.shared),
+            own_calls: Semaphore::new(self.shared.slots.per_plugin),
         };
-        let manifest = plugin
+        let m = plugin
             .call_manifest()
+            .await
             .map_err(|e| anyhow!("{shown}: manifest() failed: {e}"))?;
-        check_manifest(&manifest).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
+        let m = validate::check_manifest(RawManifest {
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            patterns: m.patterns,
+            seeds: m.seeds,
+        })
+        .map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
         plugin.patterns =
-            build_globs(&manifest.patterns).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
-        plugin.name_tag = Arc::from(manifest.name.as_str());
-        plugin.info.name = manifest.name;
-        plugin.info.version = manifest.version;
-        plugin.info.description = manifest.description;
-        plugin.info.patterns = manifest.patterns;
-        plugin.info.seeds = manifest.seeds;
+            build_globs(&m.patterns).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
+        plugin.name_tag = Arc::from(m.name.as_str());
+        plugin.info.name = m.name;
+        plugin.info.version = m.version;
+        plugin.info.description = m.description;
+        plugin.info.patterns = m.patterns;
+        plugin.info.seeds = m.seeds;
         Ok(plugin)
+    }
+
+    /// [`Runtime::load_file`] for callers outside an async runtime (tests, small tools).
+    pub fn load_file_blocking(&self, path: &Path) -> Result<Plugin> {
+        block_on(self.load_file(path)).map_err(|e| anyhow!("{e}"))?
+    }
+
+    /// [`Runtime::load_dir`] for callers outside an async runtime.
+    pub fn load_dir_blocking(&self, dir: &Path) -> Result<(Vec<Plugin>, Vec<String>)> {
+        block_on(self.load_dir(dir)).map_err(|e| anyhow!("{e}"))?
+    }
+
+    /// The parser interface's functions have the shapes its WIT version gives them, checked
+    /// before anything runs (otherwise the first call fails with a bare type error).
+    fn check_export_shapes(&self, component: &Component, version: &str) -> Result<()> {
+        use wasmtime::component::types::{ComponentItem, Type};
+        let want = format!("{PARSER_INTERFACE}@{version}");
+        let ty = component.component_type();
+        let Some(ComponentItem::ComponentInstance(parser)) = ty
+            .exports(&self.engine)
+            .find(|(n, _)| *n == want)
+            .map(|(_, e)| e.ty)
+        else {
+            bail!("{want} is not an instance");
+        };
+        let mut found = 0;
+        for (name, item) in parser.exports(&self.engine) {
+            let ComponentItem::ComponentFunc(f) = item.ty else {
+                continue;
+            };
+            let params: Vec<Type> = f.params().map(|(_, t)| t).collect();
+            let results: Vec<Type> = f.results().collect();
+            let ok = match name {
+                "manifest" => params.is_empty() && matches!(results.as_slice(), [Type::Record(_)]),
+                "parse" => {
+                    matches!(params.as_slice(), [Type::Record(_)])
+                        && matches!(results.as_slice(), [Type::Result(_)])
+                }
+                _ => continue,
+            };
+            if !ok {
+                bail!("`{name}` takes or returns other types than the WIT declares");
+            }
+            found += 1;
+        }
+        if found != 2 {
+            bail!("`manifest` or `parse` is missing");
+        }
+        Ok(())
     }
 
     /// Which supported WIT version the component's exports name.
@@ -441,7 +525,7 @@ impl Runtime {
                 if SUPPORTED_WIT_VERSIONS.contains(&ver) {
                     return Ok(ver.to_owned());
                 }
-                seen.push(ver.to_owned());
+                seen.push(crate::escape::escape(ver).into_owned());
             }
         }
         if let Some(ver) = seen.first() {
@@ -534,46 +618,8 @@ fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_manifest(m: &v0_1::sandcrawl::plugin::types::PluginManifest) -> Result<()> {
-    let name_ok = !m.name.is_empty()
-        && m.name.len() <= 64
-        && m.name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !name_ok {
-        bail!("name {:?} must be 1-64 of a-z, 0-9, '-', '_'", m.name);
-    }
-    if m.version.trim().is_empty() {
-        bail!("version is empty");
-    }
-    if m.patterns.is_empty() {
-        bail!("no URL patterns; add at least one (e.g. \"https://example.com/*\")");
-    }
-    for s in &m.seeds {
-        let u = url::Url::parse(s).map_err(|e| anyhow!("seed {s:?} is not a URL: {e}"))?;
-        if !matches!(u.scheme(), "http" | "https") {
-            bail!("seed {s:?} is not http(s)");
-        }
-    }
-    Ok(())
-}
-
-/// URL globs: `*` matches any run of characters, `/` included.
-pub fn build_globs(patterns: &[String]) -> Result<globset::GlobSet> {
-    let mut b = globset::GlobSetBuilder::new();
-    for p in patterns {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| anyhow!("pattern {p:?}: {e}"))?;
-        b.add(g);
-    }
-    b.build().map_err(|e| anyhow!("{e}"))
-}
-
-/// A loaded, checked plugin, ready to parse pages. Cheap to call from many threads: each
-/// call gets an instance of its own, either a fresh one or a warm one (see `parse`).
+/// A loaded, checked plugin, ready to parse pages. Cheap to call from many tasks: each call
+/// gets an instance of its own, either a fresh one or a warm one (see `parse`).
 pub struct Plugin {
     pub info: PluginInfo,
     engine: Engine,
@@ -585,14 +631,15 @@ pub struct Plugin {
     patterns: globset::GlobSet,
     /// Instances that finished a call cleanly, waiting for the next one.
     warm: std::sync::Mutex<Vec<Warm>>,
+    shared: Arc<Shared>,
+    /// This plugin's share of the runtime's call slots.
+    own_calls: Semaphore,
 }
 
-/// An instance kept between calls, with the store and pipes it was created with.
+/// An instance kept between calls, with the store it was created with.
 struct Warm {
     store: Store<CallState>,
     bindings: v0_1::Plugin,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
     calls: u32,
 }
 
@@ -603,12 +650,21 @@ const WARM_MAX_CALLS: u32 = 1_000;
 /// page does not pin its memory for the rest of the crawl.
 const WARM_MAX_MEMORY: usize = 16 << 20;
 
+type CallResult<T> = Result<T, PluginError>;
+
 impl Plugin {
     /// Sets the JSON document the plugin's `config()` import returns.
     pub fn set_config(&mut self, json: &serde_json::Value) {
         self.config = Arc::from(json.to_string().as_str());
         // Warm instances answer `config()` from the store they were made with.
-        if let Ok(warm) = self.warm.get_mut() {
+        self.drop_warm();
+    }
+
+    fn drop_warm(&self) {
+        if let Ok(mut warm) = self.warm.lock() {
+            self.shared
+                .warm_idle
+                .fetch_sub(warm.len(), Ordering::Relaxed);
             warm.clear();
         }
     }
@@ -625,13 +681,11 @@ impl Plugin {
         self.patterns.is_match(url)
     }
 
-    fn new_store(&self) -> (Store<CallState>, MemoryOutputPipe, MemoryOutputPipe) {
-        let cap = self.limits.max_log_kib as usize * 1024;
-        let stdout = MemoryOutputPipe::new(cap);
-        let stderr = MemoryOutputPipe::new(cap);
+    fn new_store(&self) -> Store<CallState> {
+        let output = GuestOutput::new(self.limits.max_log_kib);
         let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(output.stdout_pipe())
+            .stderr(output.stderr_pipe())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -639,44 +693,88 @@ impl Plugin {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max_bytes: self.limits.memory_mib as usize * 1024 * 1024,
-                hit: false,
-                size: 0,
-            },
+            limiter: MemoryLimiter::new(self.limits.memory_mib),
+            output,
             plugin: Arc::clone(&self.name_tag),
             config: Arc::clone(&self.config),
+            deadline: Instant::now(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        self.arm_deadline(&mut store);
-        (store, stdout, stderr)
+        // Every tick a running call yields to the executor (so it never holds a worker
+        // thread for long) and, once its budget is spent, traps.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
     }
 
-    /// The deadline counts from now, so it is armed for every call, warm instance or not.
-    fn arm_deadline(&self, store: &mut Store<CallState>) {
-        let ticks = self
-            .limits
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .max(1);
-        store.set_epoch_deadline(ticks);
+    fn budget(&self) -> Duration {
+        Duration::from_millis(self.limits.timeout_ms)
     }
 
-    fn call_manifest(&self) -> Result<v0_1::sandcrawl::plugin::types::PluginManifest, PluginError> {
-        let (mut store, stdout, stderr) = self.new_store();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|inst| inst.sandcrawl_plugin_parser().call_manifest(&mut store));
-        self.forward_output(&stdout, &stderr);
-        result.map_err(|e| self.classify(&store, &stderr, e))
+    /// Waits for a call slot (the runtime's and this plugin's), which does not count
+    /// against the call's budget.
+    async fn slot(
+        &self,
+    ) -> CallResult<(
+        tokio::sync::SemaphorePermit<'_>,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let own = self
+            .own_calls
+            .acquire()
+            .await
+            .map_err(|_| PluginError::Trap("the plugin runtime is shutting down".into()))?;
+        let global = Arc::clone(&self.shared.calls)
+            .acquire_owned()
+            .await
+            .map_err(|_| PluginError::Trap("the plugin runtime is shutting down".into()))?;
+        Ok((own, global))
     }
 
-    /// Runs `parse` on one page, in a warm instance or a fresh one. Blocking: the caller
-    /// decides which thread may wait for it (see `engine::CallCost`).
-    pub fn parse(&self, page: &PageInput) -> Result<ParseOutput, PluginError> {
+    /// Runs `work` under the call's deadline: the epoch callback traps compiled code at
+    /// `deadline`, and this timeout drops a call that is blocked in a host call instead.
+    async fn within_deadline<T>(
+        &self,
+        deadline: Instant,
+        work: impl std::future::Future<Output = CallResult<T>>,
+    ) -> CallResult<T> {
+        let wall = tokio::time::Instant::from_std(deadline + 2 * EPOCH_TICK);
+        tokio::time::timeout_at(wall, work)
+            .await
+            .unwrap_or(Err(PluginError::Timeout(self.limits.timeout_ms)))
+    }
+
+    async fn call_manifest(&self) -> CallResult<v0_1::sandcrawl::plugin::types::PluginManifest> {
+        let _slot = self.slot().await?;
+        let deadline = Instant::now() + self.budget();
+        self.within_deadline(deadline, async {
+            let mut store = self.new_store();
+            store.data_mut().deadline = deadline;
+            store.set_epoch_deadline(1);
+            let result = match self.pre.instantiate_async(&mut store).await {
+                Ok(inst) => {
+                    inst.sandcrawl_plugin_parser()
+                        .call_manifest(&mut store)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let result = result.map_err(|e| self.classify(&store, e));
+            store.data().output.finish_call(&self.name_tag);
+            result
+        })
+        .await
+    }
+
+    /// Runs `parse` on one page, in a warm instance or a fresh one, within the plugin's
+    /// budgets.
+    pub async fn parse(&self, page: &PageInput) -> CallResult<ParseOutput> {
         use v0_1::sandcrawl::plugin::types as t;
         let headers: Vec<t::Header<'_>> = page
             .headers
@@ -695,153 +793,43 @@ impl Plugin {
                 metadata: page.metadata.as_deref(),
             },
         };
-        let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
+        let _slot = self.slot().await?;
+        let deadline = Instant::now() + self.budget();
+        let warm = self.take_warm();
         let reused = warm.is_some();
-        let result = self.call_parse(warm, wit_page.clone());
+        let result = self
+            .within_deadline(deadline, self.call_parse(warm, wit_page.clone(), deadline))
+            .await;
         let output = match result {
             // A crash a fresh instance might not have had (state or memory left by earlier
-            // pages) gets one more try on a fresh instance, so reuse never costs a page. A
-            // deadline is not retried: a second run would only wait as long again.
+            // pages) gets one more try on a fresh instance, with a budget of its own, so
+            // reuse never costs a page. A deadline is not retried: a second run would only
+            // wait as long again.
             Err(e @ (PluginError::Trap(_) | PluginError::Memory(_))) if reused => {
                 tracing::debug!(
                     plugin = &*self.name_tag,
                     "a warm instance failed ({e}); trying a fresh one"
                 );
-                self.call_parse(None, wit_page)?
+                let deadline = Instant::now() + self.budget();
+                self.within_deadline(deadline, self.call_parse(None, wit_page, deadline))
+                    .await?
             }
             other => other?,
         };
-        self.validate(output)
-    }
-
-    /// One `parse` call on `warm`, or on a fresh instance. The instance goes back to the warm
-    /// list when the call ended without a trap and wrote nothing to stdout or stderr (whose
-    /// pipes cannot be emptied, and whose caps are per call).
-    fn call_parse(
-        &self,
-        warm: Option<Warm>,
-        wit_page: v0_1::sandcrawl::plugin::types::Page<'_>,
-    ) -> Result<v0_1::sandcrawl::plugin::types::ParseOutput, PluginError> {
-        use v0_1::sandcrawl::plugin::types as t;
-        let mut w = match warm {
-            Some(mut w) => {
-                self.arm_deadline(&mut w.store);
-                w.store.data_mut().limiter.hit = false;
-                w
-            }
-            None => {
-                let (mut store, stdout, stderr) = self.new_store();
-                let bindings = match self.pre.instantiate(&mut store) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.forward_output(&stdout, &stderr);
-                        return Err(self.classify(&store, &stderr, e));
-                    }
-                };
-                Warm {
-                    store,
-                    bindings,
-                    stdout,
-                    stderr,
-                    calls: 0,
-                }
-            }
-        };
-        let result = w
-            .bindings
-            .sandcrawl_plugin_parser()
-            .call_parse(&mut w.store, wit_page);
-        w.calls += 1;
-        let wrote = self.forward_output(&w.stdout, &w.stderr);
-        let output = match result {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(t::ParseError::NotMine)) => Err(PluginError::NotMine),
-            Ok(Err(t::ParseError::Failed(m))) => {
-                Err(PluginError::Failed(truncate(&m, 1000).into_owned()))
-            }
-            Err(e) => return Err(self.classify(&w.store, &w.stderr, e)),
-        };
-        let keep = w.calls < WARM_MAX_CALLS
-            && w.store.data().limiter.size <= WARM_MAX_MEMORY
-            && !wrote
-            && reuse_allowed();
-        if keep && let Ok(mut list) = self.warm.lock() {
-            // At most one idle instance per core: more would only hold pool slots.
-            if list.len() < warm_per_plugin() {
-                list.push(w);
-            }
-        }
-        output
-    }
-
-    fn validate(
-        &self,
-        out: v0_1::sandcrawl::plugin::types::ParseOutput,
-    ) -> Result<ParseOutput, PluginError> {
-        use v0_1::sandcrawl::plugin::types as t;
-        let l = &self.limits;
-        if out.items.len() > l.max_items {
-            return Err(PluginError::OutputLimit(format!(
-                "{} items (limits.max_items = {})",
-                out.items.len(),
-                l.max_items
-            )));
-        }
-        if out.links.len() > l.max_links {
-            return Err(PluginError::OutputLimit(format!(
-                "{} links (limits.max_links = {})",
-                out.links.len(),
-                l.max_links
-            )));
-        }
-        let bytes: usize = out
+        let items = output
             .items
-            .iter()
-            .map(|i| i.json.len() + i.kind.len())
-            .chain(
-                out.links
-                    .iter()
-                    .map(|k| k.url.len() + k.metadata.as_ref().map_or(0, String::len)),
-            )
-            .sum();
-        if bytes as u64 > l.max_output_mib * 1024 * 1024 {
-            return Err(PluginError::OutputLimit(format!(
-                "{bytes} bytes of items and links (limits.max_output_mib = {})",
-                l.max_output_mib
-            )));
-        }
-        let mut items = Vec::with_capacity(out.items.len());
-        for (n, i) in out.items.into_iter().enumerate() {
-            if i.kind.is_empty() || i.kind.len() > 128 {
-                return Err(PluginError::InvalidOutput(format!(
-                    "item #{n} has an empty or over-long kind"
-                )));
-            }
-            match serde_json::from_str::<serde_json::Value>(&i.json) {
-                Ok(serde_json::Value::Object(fields)) => items.push(ItemOut {
-                    kind: i.kind,
-                    fields,
-                }),
-                Ok(_) => {
-                    return Err(PluginError::InvalidOutput(format!(
-                        "item #{n} ({}) is JSON but not an object",
-                        i.kind
-                    )));
-                }
-                Err(e) => {
-                    return Err(PluginError::InvalidOutput(format!(
-                        "item #{n} ({}) is not valid JSON: {e}",
-                        i.kind
-                    )));
-                }
-            }
-        }
-        let links = out
+            .into_iter()
+            .map(|i| RawItem {
+                kind: i.kind,
+                json: i.json,
+            })
+            .collect();
+        let links = output
             .links
             .into_iter()
-            .map(|k| LinkOut {
+            .map(|k| RawLink {
                 url: k.url,
-                priority: k.priority.unwrap_or(0),
+                priority: k.priority,
                 kind: match k.kind {
                     t::LinkKind::Follow => LinkKind::Follow,
                     t::LinkKind::Download => LinkKind::Download,
@@ -849,18 +837,117 @@ impl Plugin {
                 metadata: k.metadata,
             })
             .collect();
-        Ok(ParseOutput { items, links })
+        validate::check_output(&self.limits, items, links)
+    }
+
+    /// [`Plugin::parse`] for callers outside an async runtime (tests, small tools).
+    pub fn parse_blocking(&self, page: &PageInput) -> CallResult<ParseOutput> {
+        block_on(self.parse(page)).map_err(PluginError::Trap)?
+    }
+
+    fn take_warm(&self) -> Option<Warm> {
+        let w = self.warm.lock().ok().and_then(|mut w| w.pop());
+        if w.is_some() {
+            self.shared.warm_idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        w
+    }
+
+    /// Keeps `w` for the next call if the runtime's warm budget has room.
+    fn keep_warm(&self, w: Warm) {
+        let idle = &self.shared.warm_idle;
+        if idle.fetch_add(1, Ordering::Relaxed) >= self.shared.slots.warm {
+            idle.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        match self.warm.lock() {
+            Ok(mut list) => list.push(w),
+            Err(_) => {
+                idle.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One `parse` call on `warm`, or on a fresh instance. The instance goes back to the warm
+    /// list when the call ended without a trap; a call cancelled at its deadline drops it.
+    async fn call_parse(
+        &self,
+        warm: Option<Warm>,
+        wit_page: v0_1::sandcrawl::plugin::types::Page<'_>,
+        deadline: Instant,
+    ) -> CallResult<v0_1::sandcrawl::plugin::types::ParseOutput> {
+        use v0_1::sandcrawl::plugin::types as t;
+        let mut w = match warm {
+            Some(mut w) => {
+                w.store.data_mut().limiter.hit = false;
+                w.store.data_mut().deadline = deadline;
+                w.store.set_epoch_deadline(1);
+                w
+            }
+            None => {
+                let mut store = self.new_store();
+                store.data_mut().deadline = deadline;
+                store.set_epoch_deadline(1);
+                let bindings = match self.pre.instantiate_async(&mut store).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let err = self.classify(&store, e);
+                        store.data().output.finish_call(&self.name_tag);
+                        return Err(err);
+                    }
+                };
+                Warm {
+                    store,
+                    bindings,
+                    calls: 0,
+                }
+            }
+        };
+        let result = w
+            .bindings
+            .sandcrawl_plugin_parser()
+            .call_parse(&mut w.store, wit_page)
+            .await;
+        w.calls += 1;
+        let output = match result {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(t::ParseError::NotMine)) => Err(PluginError::NotMine),
+            Ok(Err(t::ParseError::Failed(m))) => Err(PluginError::Failed(
+                crate::escape::escape(&truncate(&m, 1000)).into_owned(),
+            )),
+            Err(e) => {
+                let err = self.classify(&w.store, e);
+                w.store.data().output.finish_call(&self.name_tag);
+                return Err(err);
+            }
+        };
+        w.store.data().output.finish_call(&self.name_tag);
+        let keep = w.calls < WARM_MAX_CALLS
+            && w.store.data().limiter.used <= WARM_MAX_MEMORY
+            && reuse_allowed();
+        if keep {
+            self.keep_warm(w);
+        }
+        output
     }
 
     /// Turns a wasmtime error into the reason a user can act on.
-    fn classify(
-        &self,
-        store: &Store<CallState>,
-        stderr: &MemoryOutputPipe,
-        e: wasmtime::Error,
-    ) -> PluginError {
-        if store.data().limiter.hit {
+    fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> PluginError {
+        let data = store.data();
+        if data.limiter.hit {
             return PluginError::Memory(self.limits.memory_mib);
+        }
+        if data.output.overflowed() || e.downcast_ref::<LogOverflow>().is_some() {
+            return PluginError::LogLimit(format!(
+                "wrote more than {} KiB to its log, stdout and stderr in one call (limits.max_log_kib)",
+                self.limits.max_log_kib
+            ));
+        }
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return PluginError::Trap(format!(
+                "the plugin called exit({}); a plugin must return from its functions instead",
+                exit.0
+            ));
         }
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => PluginError::Timeout(self.limits.timeout_ms),
@@ -872,7 +959,7 @@ impl Plugin {
                     .into(),
             ),
             Some(trap) => {
-                let said = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                let said = data.output.stderr_text();
                 // Rust prints "thread '..' panicked at file:line:col:" and the message on
                 // the next line.
                 let mut lines = said.lines().skip_while(|l| !l.contains("panicked"));
@@ -881,42 +968,55 @@ impl Plugin {
                     truncate(&format!("{msg} ({})", at.trim_end_matches(':')), 300).into_owned()
                 });
                 match panic_line {
-                    Some(p) => PluginError::Trap(format!("plugin panicked: {p}")),
+                    Some(p) => PluginError::Trap(format!(
+                        "plugin panicked: {}",
+                        crate::escape::escape(&p)
+                    )),
                     None => PluginError::Trap(format!("{trap}")),
                 }
             }
-            None => PluginError::Trap(truncate(&format!("{e:#}"), 500).into_owned()),
+            None => PluginError::Trap(
+                crate::escape::escape(&truncate(&format!("{e:#}"), 500)).into_owned(),
+            ),
         }
     }
+}
 
-    /// Guest stdout/stderr go to the host log, tagged with the plugin's name. Returns whether
-    /// the guest wrote anything.
-    fn forward_output(&self, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> bool {
-        let mut wrote = false;
-        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
-            let bytes = pipe.contents();
-            if bytes.is_empty() {
-                continue;
-            }
-            wrote = true;
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines().take(50) {
-                tracing::info!(plugin = &*self.name_tag, stream, "{}", truncate(line, 500));
-            }
-        }
-        wrote
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.drop_warm();
     }
+}
+
+/// Item validation as the crawl applies it, for the property tests.
+#[cfg(test)]
+pub(crate) fn validate_item_for_fuzzing(json: String) -> Result<ItemOut, PluginError> {
+    validate::check_item(
+        0,
+        validate::RawItem {
+            kind: "k".into(),
+            json,
+        },
+    )
+}
+
+/// Runs `f` on a runtime of its own; refused inside an async runtime, where blocking would
+/// stall its workers.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err("a blocking plugin call inside an async runtime; use the async API".into());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| format!("cannot start a runtime for the call: {e}"))
 }
 
 /// `SANDCRAWL_NO_WARM=1` gives every page a fresh instance (for measuring and debugging).
 fn reuse_allowed() -> bool {
     static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ALLOWED.get_or_init(|| std::env::var_os("SANDCRAWL_NO_WARM").is_none())
-}
-
-fn warm_per_plugin() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -6,6 +6,9 @@
 //! `politeness`); it only asks the caller's redirect check at every hop, and reports errors
 //! classified so the caller can retry or give up.
 
+mod budget;
+pub use budget::{BudgetHold, ByteBudget};
+
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -36,7 +39,12 @@ pub struct FetchConfig {
     /// What to do with a body over `max_body_bytes`: "truncate" keeps the first part and marks
     /// the page truncated (plugins still get it), "drop" fails the page.
     pub oversize: Oversize,
+    /// Response head (status line and headers) in bytes, enforced exactly. A response may
+    /// carry up to max_header_bytes / 16 headers.
     pub max_header_bytes: usize,
+    /// Decoded body bytes held by all requests in flight together; fetches wait for room
+    /// rather than grow memory (one body may go past it at a time, so progress never stops).
+    pub max_bytes_in_flight: u64,
     pub max_url_len: usize,
     pub max_redirects: usize,
     /// Proxy for all requests, e.g. "http://user:pass@proxy:3128" (HTTPS goes through
@@ -74,6 +82,7 @@ impl Default for FetchConfig {
             max_body_bytes: 10 * 1024 * 1024,
             oversize: Oversize::Truncate,
             max_header_bytes: 64 * 1024,
+            max_bytes_in_flight: 256 * 1024 * 1024,
             max_url_len: 8 * 1024,
             max_redirects: 10,
             proxy: String::new(),
@@ -110,6 +119,8 @@ pub enum FetchError {
     RedirectLoop(String),
     #[error("redirect refused: {0}")]
     RedirectRefused(String),
+    #[error("response head over the limit: {0}")]
+    HeaderLimit(String),
 }
 
 impl FetchError {
@@ -137,6 +148,7 @@ impl FetchError {
             FetchError::TooManyRedirects(_) => "redirects",
             FetchError::RedirectLoop(_) => "redirect_loop",
             FetchError::RedirectRefused(_) => "redirect_refused",
+            FetchError::HeaderLimit(_) => "header_limit",
         }
     }
 }
@@ -156,6 +168,8 @@ pub struct Response {
     pub encoding: &'static str,
     pub elapsed: Duration,
     pub http_version: &'static str,
+    /// The share of `fetch.max_bytes_in_flight` this body holds, until the response is dropped.
+    pub budget: std::sync::Arc<BudgetHold>,
 }
 
 impl Response {
@@ -177,6 +191,7 @@ pub struct Fetcher {
     jar: Option<std::sync::Arc<std::sync::Mutex<cookie_store::CookieStore>>>,
     cfg: std::sync::Arc<FetchConfig>,
     headers: std::sync::Arc<Vec<(HeaderName, HeaderValue)>>,
+    budget: ByteBudget,
 }
 
 impl Fetcher {
@@ -239,6 +254,7 @@ impl Fetcher {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .http1_max_buf_size(cfg.max_header_bytes.max(8192))
+            .http1_max_headers(max_headers(cfg.max_header_bytes))
             .http2_max_header_list_size(cfg.max_header_bytes as u32)
             .build(https);
 
@@ -260,6 +276,7 @@ impl Fetcher {
             client,
             matcher,
             jar,
+            budget: ByteBudget::new(cfg.max_bytes_in_flight),
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
@@ -312,7 +329,9 @@ impl Fetcher {
                     chain.push(std::mem::replace(&mut current, next));
                     continue;
                 }
-                let (body, wire_bytes, truncated, version) = self.read_body(resp, &headers).await?;
+                let mut hold = BudgetHold::default();
+                let (body, wire_bytes, truncated, version) =
+                    self.read_body(resp, &headers, &mut hold).await?;
                 let encoding = detect_encoding(&headers, &body);
                 return Ok(Response {
                     final_url: current,
@@ -325,6 +344,7 @@ impl Fetcher {
                     encoding,
                     elapsed: started.elapsed(),
                     http_version: version,
+                    budget: std::sync::Arc::new(hold),
                 });
             }
         };
@@ -403,6 +423,19 @@ impl Fetcher {
             .map_err(|_| FetchError::Timeout("no response headers (fetch.read_timeout_ms)"))?
             .map_err(classify_client_error)?;
         let status = resp.status().as_u16();
+        // The status line and every header line with its CRLF, as on the wire.
+        let head_bytes = 17
+            + resp
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 4)
+                .sum::<usize>();
+        if head_bytes > self.cfg.max_header_bytes {
+            return Err(FetchError::HeaderLimit(format!(
+                "{head_bytes} bytes of headers (fetch.max_header_bytes = {})",
+                self.cfg.max_header_bytes
+            )));
+        }
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
@@ -438,6 +471,7 @@ impl Fetcher {
         &self,
         resp: hyper::Response<hyper::body::Incoming>,
         headers: &[(String, String)],
+        hold: &mut BudgetHold,
     ) -> Result<(Bytes, u64, bool, &'static str), FetchError> {
         let version = match resp.version() {
             hyper::Version::HTTP_2 => "HTTP/2",
@@ -450,7 +484,7 @@ impl Fetcher {
             .map(|(_, v)| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
         if coding.is_empty() || coding == "identity" {
-            return self.read_plain_body(resp, headers, version).await;
+            return self.read_plain_body(resp, headers, version, hold).await;
         }
         let wire = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let wire_count = wire.clone();
@@ -490,6 +524,9 @@ impl Fetcher {
             if n == 0 {
                 break;
             }
+            self.budget
+                .cover(hold, (body.len() + n).min(limit as usize) as u64)
+                .await;
             let room = limit.saturating_sub(body.len() as u64) as usize;
             if n > room {
                 body.extend_from_slice(&chunk[..room]);
@@ -514,6 +551,7 @@ impl Fetcher {
         resp: hyper::Response<hyper::body::Incoming>,
         headers: &[(String, String)],
         version: &'static str,
+        hold: &mut BudgetHold,
     ) -> Result<(Bytes, u64, bool, &'static str), FetchError> {
         let limit = usize::try_from(self.cfg.max_body_bytes).unwrap_or(usize::MAX);
         let read_timeout = Duration::from_millis(self.cfg.read_timeout_ms);
@@ -537,6 +575,9 @@ impl Fetcher {
             };
             wire += data.len() as u64;
             let have = first.as_ref().map_or(0, Bytes::len) + gathered.len();
+            self.budget
+                .cover(hold, (have + data.len()).min(limit) as u64)
+                .await;
             let room = limit.saturating_sub(have);
             let data = if data.len() > room {
                 if self.cfg.oversize == Oversize::Drop {
@@ -694,24 +735,69 @@ fn basic_auth(url: &Url) -> Option<String> {
     ))
 }
 
+/// Classifies by the types in the error's source chain (hyper's parse errors, rustls'
+/// errors, I/O error kinds); only a DNS failure, which hyper-util reports as an opaque
+/// connect error, is recognised by its text.
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {
     let text = error_chain(&e);
+    for err in causes(&e) {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return FetchError::HeaderLimit(text);
+            }
+            if h.is_timeout() {
+                return FetchError::Timeout("response (fetch.read_timeout_ms)");
+            }
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return FetchError::Tls(text);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return FetchError::Timeout("connect (fetch.connect_timeout_ms)");
+        }
+    }
     let lower = text.to_ascii_lowercase();
-    if lower.contains("dns error")
-        || lower.contains("failed to lookup")
-        || lower.contains("name or service")
-    {
+    if e.is_connect() && (lower.contains("dns error") || lower.contains("failed to lookup")) {
         FetchError::Dns(text)
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        FetchError::Tls(text)
-    } else if lower.contains("timed out") || lower.contains("timeout") {
-        FetchError::Timeout("connect (fetch.connect_timeout_ms)")
     } else if e.is_connect() {
         FetchError::Connect(text)
     } else {
         FetchError::Broken(text)
     }
+}
+
+/// Every error in `e`'s chain, including what `io::Error`s wrap (their `source()` skips
+/// the wrapped error itself, and connectors nest them: hyper-rustls wraps tokio-rustls's
+/// `io::Error`, which wraps the `rustls::Error`).
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut todo = vec![e];
+    while let Some(err) = todo.pop() {
+        if out.len() >= 32 {
+            break;
+        }
+        out.push(err);
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            todo.push(inner);
+        }
+        if let Some(next) = err.source() {
+            todo.push(next);
+        }
+    }
+    out
+}
+
+/// hyper's header-count limit, derived from the byte limit: a header line is at least a few
+/// bytes, and the count sizes a parse buffer allocated per response.
+fn max_headers(max_header_bytes: usize) -> usize {
+    (max_header_bytes / 16).clamp(100, 8192)
 }
 
 fn classify_body_error(e: std::io::Error, compressed: bool) -> FetchError {

@@ -1,0 +1,405 @@
+//! Which URLs the crawl may visit: origins (scheme, host, port), URL patterns, depth, and
+//! the trap heuristics that keep a crawl from following an endless space of URLs.
+//!
+//! Plugins only propose; this decides. It owns the rules and the one piece of state they
+//! need (distinct query strings seen per path). It must not fetch, queue or count anything.
+
+use crate::config::ScopeConfig;
+use anyhow::{Result, anyhow, bail};
+use std::collections::HashMap;
+use url::Url;
+
+/// Why a URL is out of scope; also the summary's skip counter name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfScope {
+    OffDomain,
+    OffOrigin,
+    DeniedPattern,
+    NotAllowedPattern,
+    TooDeep,
+    PathTooDeep,
+    RepeatedSegments,
+    QueryVariants,
+}
+
+impl OutOfScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutOfScope::OffDomain => "off_domain",
+            OutOfScope::OffOrigin => "off_origin",
+            OutOfScope::DeniedPattern => "denied_pattern",
+            OutOfScope::NotAllowedPattern => "not_allowed_pattern",
+            OutOfScope::TooDeep => "too_deep",
+            OutOfScope::PathTooDeep => "trap_path_depth",
+            OutOfScope::RepeatedSegments => "trap_repeated_segments",
+            OutOfScope::QueryVariants => "trap_query_variants",
+        }
+    }
+}
+
+/// One allowed site: a domain (subdomains included) and the scheme/port pairs it may be
+/// reached on.
+#[derive(Debug, Clone)]
+struct Site {
+    domain: String,
+    /// `None` as the scheme: any scheme on that port.
+    ports: Vec<(Option<String>, u16)>,
+}
+
+/// The crawl's scope. Built once; only `QueryVariants` keeps state.
+pub struct Scope {
+    sites: Vec<Site>,
+    extra_ports: Vec<u16>,
+    allow: Option<regex::RegexSet>,
+    deny: Option<regex::RegexSet>,
+    max_depth: Option<u32>,
+    max_path_segments: Option<u32>,
+    max_segment_repeats: Option<u32>,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// The scheme/port pairs a seed admits: its own, and, when it is on its scheme's default
+/// port, the other scheme's default port (a site moving between http:// and https://).
+fn seed_ports(u: &Url) -> Vec<(Option<String>, u16)> {
+    let scheme = u.scheme().to_owned();
+    let Some(port) = u.port_or_known_default() else {
+        return Vec::new();
+    };
+    let mut v = vec![(Some(scheme.clone()), port)];
+    if default_port(&scheme) == Some(port) {
+        v.push((Some("http".into()), 80));
+        v.push((Some("https".into()), 443));
+    }
+    v
+}
+
+impl Scope {
+    pub fn new(cfg: &ScopeConfig, seeds: &[Url]) -> Result<Self> {
+        let mut sites: Vec<Site> = Vec::new();
+        let mut add = |domain: String, ports: Vec<(Option<String>, u16)>| match sites
+            .iter_mut()
+            .find(|s| s.domain == domain)
+        {
+            Some(s) => {
+                for p in ports {
+                    if !s.ports.contains(&p) {
+                        s.ports.push(p);
+                    }
+                }
+            }
+            None => sites.push(Site { domain, ports }),
+        };
+        if cfg.allowed_domains.is_empty() {
+            for u in seeds {
+                if let Some(h) = u.host_str() {
+                    add(h.to_ascii_lowercase(), seed_ports(u));
+                }
+            }
+        } else {
+            // A domain given without a port is reached on the default ports and on the
+            // seeds' ports (a seed on :8080 with --allow-domain must stay in scope).
+            let mut seed_ports: Vec<(Option<String>, u16)> =
+                vec![(Some("http".into()), 80), (Some("https".into()), 443)];
+            for u in seeds {
+                if let Some(p) = u.port_or_known_default() {
+                    let p = (Some(u.scheme().to_owned()), p);
+                    if !seed_ports.contains(&p) {
+                        seed_ports.push(p);
+                    }
+                }
+            }
+            for d in &cfg.allowed_domains {
+                let d = d.trim().trim_start_matches("*.").to_ascii_lowercase();
+                // "example.com:8080" admits that port; a bare domain the default ports.
+                let (domain, ports) = match d.rsplit_once(':') {
+                    Some((host, port)) if !host.contains(']') || host.ends_with(']') => {
+                        let port: u16 = port.parse().map_err(|_| {
+                            anyhow!("scope.allowed_domains: {d:?} has an invalid port; write e.g. \"example.com:8080\"")
+                        })?;
+                        (host.to_owned(), vec![(None, port)])
+                    }
+                    _ => (d.clone(), seed_ports.clone()),
+                };
+                if domain.is_empty() {
+                    bail!("scope.allowed_domains: an empty domain");
+                }
+                add(domain, ports);
+            }
+        }
+        for o in &cfg.allowed_origins {
+            let u = Url::parse(o).map_err(|e| {
+                anyhow!("scope.allowed_origins: {o:?} is not an origin ({e}); write e.g. \"http://127.0.0.1:8080\"")
+            })?;
+            let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+                bail!(
+                    "scope.allowed_origins: {o:?} needs a host; write e.g. \"http://127.0.0.1:8080\""
+                );
+            };
+            add(
+                host.to_ascii_lowercase(),
+                vec![(Some(u.scheme().to_owned()), port)],
+            );
+        }
+        let set = |v: &Vec<String>, key: &str| -> Result<Option<regex::RegexSet>> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            regex::RegexSet::new(v)
+                .map(Some)
+                .map_err(|e| anyhow!("{key}: {e}"))
+        };
+        Ok(Scope {
+            sites,
+            extra_ports: cfg.allowed_ports.clone(),
+            allow: set(&cfg.allow, "scope.allow")?,
+            deny: set(&cfg.deny, "scope.deny")?,
+            max_depth: cfg.max_depth,
+            max_path_segments: cfg.max_path_segments,
+            max_segment_repeats: cfg.max_segment_repeats,
+        })
+    }
+
+    /// Origin, pattern and URL-shape rules (not depth, not query variants).
+    pub fn check_url(&self, url: &Url) -> Result<(), OutOfScope> {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let in_domain = |d: &str| {
+            host == d
+                || (host.len() > d.len()
+                    && host.ends_with(d)
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.')
+        };
+        let mut sites = self
+            .sites
+            .iter()
+            .filter(|s| in_domain(&s.domain))
+            .peekable();
+        if sites.peek().is_none() {
+            return Err(OutOfScope::OffDomain);
+        }
+        let scheme = url.scheme();
+        let port = url.port_or_known_default().unwrap_or(0);
+        let origin_ok = self.extra_ports.contains(&port)
+            || sites.any(|s| {
+                s.ports
+                    .iter()
+                    .any(|(sc, p)| *p == port && sc.as_deref().is_none_or(|sc| sc == scheme))
+            });
+        if !origin_ok {
+            return Err(OutOfScope::OffOrigin);
+        }
+        if let Some(deny) = &self.deny
+            && deny.is_match(url.as_str())
+        {
+            return Err(OutOfScope::DeniedPattern);
+        }
+        if let Some(allow) = &self.allow
+            && !allow.is_match(url.as_str())
+        {
+            return Err(OutOfScope::NotAllowedPattern);
+        }
+        self.check_shape(url)
+    }
+
+    /// Heritrix-style trap rules on the path: too many segments, or one segment repeated
+    /// (`/a/b/a/b/a/b/…`).
+    fn check_shape(&self, url: &Url) -> Result<(), OutOfScope> {
+        if self.max_path_segments.is_none() && self.max_segment_repeats.is_none() {
+            return Ok(());
+        }
+        let segments: Vec<&str> = url
+            .path_segments()
+            .map(|s| s.filter(|x| !x.is_empty()).collect())
+            .unwrap_or_default();
+        if let Some(max) = self.max_path_segments
+            && segments.len() > max as usize
+        {
+            return Err(OutOfScope::PathTooDeep);
+        }
+        if let Some(max) = self.max_segment_repeats {
+            let mut counts: HashMap<&str, u32> = HashMap::new();
+            for s in &segments {
+                let n = counts.entry(s).or_default();
+                *n += 1;
+                if *n > max {
+                    return Err(OutOfScope::RepeatedSegments);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn check_depth(&self, depth: u32) -> Result<(), OutOfScope> {
+        match self.max_depth {
+            Some(max) if depth > max => Err(OutOfScope::TooDeep),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Distinct query strings admitted per host and path (session ids, calendars, faceted
+/// search). Keyed by a 64-bit hash of host and path, so its memory is bounded by the number
+/// of distinct paths that carry a query, not by URLs.
+pub struct QueryVariants {
+    max: Option<u32>,
+    seen: HashMap<u64, u32>,
+}
+
+impl QueryVariants {
+    pub fn new(max: Option<u32>) -> Self {
+        QueryVariants {
+            max,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Counts `url` as a new variant of its path, or refuses it past the cap. Call only for
+    /// URLs not seen before (a duplicate is not a new variant).
+    pub fn admit(&mut self, url: &Url) -> Result<(), OutOfScope> {
+        let Some(max) = self.max else { return Ok(()) };
+        if url.query().is_none() {
+            return Ok(());
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        url.host_str().hash(&mut h);
+        url.port().hash(&mut h);
+        url.path().hash(&mut h);
+        let n = self.seen.entry(h.finish()).or_default();
+        if *n >= max {
+            return Err(OutOfScope::QueryVariants);
+        }
+        *n += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Url {
+        Url::parse(s).expect("url")
+    }
+
+    fn scope(cfg: ScopeConfig, seeds: &[&str]) -> Scope {
+        let seeds: Vec<Url> = seeds.iter().map(|s| u(s)).collect();
+        Scope::new(&cfg, &seeds).expect("scope")
+    }
+
+    #[test]
+    fn scope_is_by_origin() {
+        let s = scope(
+            ScopeConfig::default(),
+            &["http://127.0.0.1:5000/", "https://example.com/"],
+        );
+        assert_eq!(s.check_url(&u("http://127.0.0.1:5000/a")), Ok(()));
+        assert_eq!(
+            s.check_url(&u("http://127.0.0.1:5001/a")),
+            Err(OutOfScope::OffOrigin)
+        );
+        assert_eq!(
+            s.check_url(&u("http://127.0.0.1:22/")),
+            Err(OutOfScope::OffOrigin)
+        );
+        assert_eq!(
+            s.check_url(&u("https://127.0.0.1:5000/")),
+            Err(OutOfScope::OffOrigin)
+        );
+        assert_eq!(
+            s.check_url(&u("http://example.com/x")),
+            Ok(()),
+            "default ports admit both schemes"
+        );
+        assert_eq!(s.check_url(&u("https://www.example.com/x")), Ok(()));
+        assert_eq!(
+            s.check_url(&u("https://example.com:8443/x")),
+            Err(OutOfScope::OffOrigin)
+        );
+        assert_eq!(
+            s.check_url(&u("https://other.com/")),
+            Err(OutOfScope::OffDomain)
+        );
+
+        let cfg = ScopeConfig {
+            allowed_ports: vec![8443],
+            allowed_origins: vec!["http://127.0.0.1:5001".into()],
+            ..ScopeConfig::default()
+        };
+        let s = scope(cfg, &["http://127.0.0.1:5000/", "https://example.com/"]);
+        assert_eq!(s.check_url(&u("https://example.com:8443/x")), Ok(()));
+        assert_eq!(s.check_url(&u("http://127.0.0.1:5001/a")), Ok(()));
+        assert_eq!(
+            s.check_url(&u("http://127.0.0.1:5002/a")),
+            Err(OutOfScope::OffOrigin)
+        );
+    }
+
+    #[test]
+    fn allowed_domains_with_and_without_ports() {
+        let cfg = ScopeConfig {
+            allowed_domains: vec!["example.com".into(), "localhost:9000".into()],
+            ..ScopeConfig::default()
+        };
+        let s = scope(cfg, &["http://example.com:8080/"]);
+        assert_eq!(s.check_url(&u("https://a.example.com/")), Ok(()));
+        assert_eq!(
+            s.check_url(&u("http://example.com:8080/")),
+            Ok(()),
+            "the seed's port"
+        );
+        assert_eq!(
+            s.check_url(&u("http://example.com:81/")),
+            Err(OutOfScope::OffOrigin)
+        );
+        assert_eq!(s.check_url(&u("http://localhost:9000/")), Ok(()));
+        assert_eq!(
+            s.check_url(&u("http://localhost/")),
+            Err(OutOfScope::OffOrigin)
+        );
+    }
+
+    #[test]
+    fn trap_shapes_and_query_variants() {
+        let s = scope(ScopeConfig::default(), &["http://t.test/"]);
+        let deep = format!(
+            "http://t.test/{}",
+            "d/".repeat(40)
+                .replace("d/", "x/")
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if c == 'x' {
+                    char::from(b'a' + (i % 26) as u8)
+                } else {
+                    c
+                })
+                .collect::<String>()
+        );
+        assert_eq!(s.check_url(&u(&deep)), Err(OutOfScope::PathTooDeep));
+        assert_eq!(
+            s.check_url(&u("http://t.test/a/b/a/b/a/b/a")),
+            Err(OutOfScope::RepeatedSegments)
+        );
+        assert_eq!(s.check_url(&u("http://t.test/2024/01/01/post")), Ok(()));
+        let mut q = QueryVariants::new(Some(3));
+        for i in 0..3 {
+            assert_eq!(q.admit(&u(&format!("http://t.test/p?sid={i}"))), Ok(()));
+        }
+        assert_eq!(
+            q.admit(&u("http://t.test/p?sid=99")),
+            Err(OutOfScope::QueryVariants)
+        );
+        assert_eq!(q.admit(&u("http://t.test/other?sid=99")), Ok(()));
+        assert_eq!(
+            q.admit(&u("http://t.test/p")),
+            Ok(()),
+            "the bare path is not a variant"
+        );
+    }
+}
