@@ -645,3 +645,42 @@ fn ctrl_c_counts_the_urls_in_flight_as_still_to_do() {
     );
     assert_eq!(summary(&st)["queued_left"], 1);
 }
+
+#[test]
+fn ten_pages_of_31_mib_items_keep_the_crawl_small() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        if req.uri().path() == "/" {
+            let links: String = (0..10)
+                .map(|i| format!("<a href=\"/hostile/p{i}/widejson\">x</a>"))
+                .collect();
+            return html(200, links);
+        }
+        html(200, "<p>x</p>")
+    }));
+    let st = tempdir("wide-crawl");
+    let state = st.display().to_string();
+    let h = plugin("hostile").display().to_string();
+    let seed = site.url("/");
+    let m = run_measured(
+        &[
+            "run",
+            "--plugins",
+            &h,
+            "--state",
+            &state,
+            "--no-progress",
+            &seed,
+        ],
+        LIMIT,
+    );
+    assert!(m.status.success(), "{}", m.stderr);
+    let s = summary(&st);
+    assert_eq!(s["plugins"]["hostile"]["items"], 10, "{s}");
+    let written = std::fs::metadata(st.join("items.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(written > 300 * MIB, "{written}");
+    // 2.2 GB when items became value trees; now each is its text, a few at a time.
+    assert!(m.max_rss < 700 * MIB, "peak RSS {} MiB", m.max_rss / MIB);
+}

@@ -551,3 +551,126 @@ fn components_over_the_per_plugin_instance_bounds_are_refused_at_load() {
     assert!(msg.contains("at most"), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
 }
+
+/// A hand-made v0.1 plugin component (no SDK) whose main module carries the manifest, plus
+/// `n` helper core instances, each with a linear memory of its own of `min_pages` pages.
+/// `parse` grows every helper memory by `grow_pages` pages and returns an empty output, or
+/// traps when a grow is refused.
+fn multi_memory_plugin(n: usize, min_pages: u32, grow_pages: u32) -> std::path::PathBuf {
+    // The manifest record at offset 0: five (pointer, length) pairs.
+    let mut data = vec![0u8; 64];
+    let put = |bytes: &[u8], data: &mut Vec<u8>| {
+        let at = data.len() as u32;
+        data.extend_from_slice(bytes);
+        at
+    };
+    let name = put(b"multimem", &mut data);
+    let version = put(b"1.0.0", &mut data);
+    let star = put(b"*", &mut data);
+    let mut list = Vec::new();
+    list.extend_from_slice(&star.to_le_bytes());
+    list.extend_from_slice(&1u32.to_le_bytes());
+    let patterns = put(&list, &mut data);
+    let record: [u32; 10] = [name, 8, version, 5, 0, 0, patterns, 1, 0, 0];
+    for (i, v) in record.iter().enumerate() {
+        data[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    let escaped: String = data.iter().map(|b| format!("\\{b:02x}")).collect();
+    let imports: String = (0..n)
+        .map(|i| format!("(import \"b{i}\" \"grow\" (func $g{i} (result i32)))"))
+        .collect();
+    let grows: String = (0..n)
+        .map(|i| format!("(if (i32.lt_s (call $g{i}) (i32.const 0)) (then unreachable))"))
+        .collect();
+    let helpers: String = (0..n)
+        .map(|i| format!("(core instance $b{i} (instantiate $Big))"))
+        .collect();
+    let with: String = (0..n)
+        .map(|i| format!("(with \"b{i}\" (instance $b{i}))"))
+        .collect();
+    let wat = format!(
+        r#"(component
+  (core module $Big
+    (memory {min_pages})
+    (func (export "grow") (result i32) (memory.grow (i32.const {grow_pages}))))
+  (core module $M
+    {imports}
+    (memory (export "memory") 1)
+    (global $bump (mut i32) (i32.const 4096))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $r i32)
+      (local.set $r (global.get $bump))
+      (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+      (local.get $r))
+    (data (i32.const 0) "{escaped}")
+    (func (export "manifest") (result i32) (i32.const 0))
+    (func (export "parse") (param i32) (result i32) {grows} (i32.const 2048)))
+  {helpers}
+  (core instance $m (instantiate $M {with}))
+  (type $header (record (field "name" string) (field "value" string)))
+  (type $ctx (record (field "depth" u32) (field "referrer" (option string)) (field "metadata" (option string))))
+  (type $page (record (field "url" string) (field "status" u16) (field "headers" (list $header)) (field "body" (list u8)) (field "encoding" string) (field "context" $ctx)))
+  (type $kind (enum "follow" "download"))
+  (type $link (record (field "url" string) (field "priority" (option s32)) (field "kind" $kind) (field "metadata" (option string))))
+  (type $item (record (field "kind" string) (field "json" string)))
+  (type $out (record (field "items" (list $item)) (field "links" (list $link))))
+  (type $err (variant (case "not-mine") (case "failed" string)))
+  (type $manifest (record (field "name" string) (field "version" string) (field "description" string) (field "patterns" (list string)) (field "seeds" (list string))))
+  (func $manifest (result $manifest) (canon lift (core func $m "manifest") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
+  (func $parse (param "page" $page) (result (result $out (error $err))) (canon lift (core func $m "parse") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
+  (instance $parser
+    (export "header" (type $header))
+    (export "crawl-context" (type $ctx))
+    (export "page" (type $page))
+    (export "link-kind" (type $kind))
+    (export "link" (type $link))
+    (export "item" (type $item))
+    (export "parse-output" (type $out))
+    (export "parse-error" (type $err))
+    (export "plugin-manifest" (type $manifest))
+    (export "manifest" (func $manifest))
+    (export "parse" (func $parse)))
+  (export "sandcrawl:plugin/parser@0.1.0" (instance $parser)))"#
+    );
+    let bytes = wat::parse_str(&wat).unwrap_or_else(|e| panic!("component text: {e}"));
+    let path = tempdir("multimem").join(format!("mm-{n}-{min_pages}-{grow_pages}.wasm"));
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+#[test]
+fn the_memory_cap_covers_all_memories_of_an_instance_together() {
+    // At load: three memories of 62.5 MiB each are 187.5 MiB of one instance.
+    let rt = runtime(Limits::default());
+    let err = rt
+        .load_file_blocking(&multi_memory_plugin(3, 1000, 0))
+        .err()
+        .expect("over the cap at load");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("manifest() failed: exceeded its memory limit of 128 MiB"),
+        "{msg}"
+    );
+    // One such memory fits: the component itself is a working plugin.
+    rt.load_file_blocking(&multi_memory_plugin(1, 1000, 0))
+        .expect("62.5 MiB in one memory loads");
+
+    // Per call: each of three memories grows by 62.5 MiB; each alone is under the cap.
+    let p = rt
+        .load_file_blocking(&multi_memory_plugin(3, 1, 1000))
+        .expect("small at load");
+    let r = p.parse_blocking(&page("http://t.test/x", b""));
+    assert_eq!(r.unwrap_err(), PluginError::Memory(128));
+    // With room for all three, the same call succeeds.
+    let roomy = runtime(Limits {
+        memory_mib: 256,
+        ..Limits::default()
+    });
+    let p = roomy
+        .load_file_blocking(&multi_memory_plugin(3, 1, 1000))
+        .expect("load");
+    let out = p
+        .parse_blocking(&page("http://t.test/x", b""))
+        .expect("fits in 256 MiB");
+    assert!(out.items.is_empty() && out.links.is_empty());
+}

@@ -435,10 +435,23 @@ impl Scheduler {
                 break;
             };
             self.record_error("host_gave_up", &lease.record.url, cause);
-            let token = self.sink.commit_token();
-            self.frontier
-                .complete(&lease, Outcome::Failed, false, &[], Vec::new(), &token)?;
+            self.complete(&lease, Outcome::Failed, false, &[], Vec::new())?;
         }
+        Ok(())
+    }
+
+    /// Completes a lease at the sink's current position (see `Frontier::complete`).
+    fn complete(
+        &mut self,
+        lease: &Lease,
+        outcome: Outcome,
+        counted_page: bool,
+        aliases: &[Fingerprint],
+        links: Vec<NewUrl>,
+    ) -> Result<()> {
+        let token = self.sink.commit_token();
+        self.frontier
+            .complete(lease, outcome, counted_page, aliases, links, &token)?;
         Ok(())
     }
 
@@ -529,9 +542,7 @@ impl Scheduler {
                     .skipped
                     .entry("robots_disallowed".into())
                     .or_default() += 1;
-                let token = self.sink.commit_token();
-                self.frontier
-                    .complete(lease, Outcome::Done, false, &[], Vec::new(), &token)?;
+                self.complete(lease, Outcome::Done, false, &[], Vec::new())?;
             }
             Work::Duplicate { target } => {
                 tracing::debug!(url = %lease.record.url, %target, "redirects to a URL the crawl already has");
@@ -540,9 +551,7 @@ impl Scheduler {
                     .skipped
                     .entry("redirect_duplicate".into())
                     .or_default() += 1;
-                let token = self.sink.commit_token();
-                self.frontier
-                    .complete(lease, Outcome::Done, false, &[], Vec::new(), &token)?;
+                self.complete(lease, Outcome::Done, false, &[], Vec::new())?;
             }
             Work::Retry {
                 reason,
@@ -566,27 +575,11 @@ impl Scheduler {
                 }
                 if let Some(why) = self.summary.hosts_given_up.get(host).cloned() {
                     self.record_error("host_gave_up", &lease.record.url, &why);
-                    let token = self.sink.commit_token();
-                    self.frontier.complete(
-                        lease,
-                        Outcome::Failed,
-                        is_page,
-                        &[],
-                        Vec::new(),
-                        &token,
-                    )?;
+                    self.complete(lease, Outcome::Failed, is_page, &[], Vec::new())?;
                 } else if attempt > self.cfg.politeness.max_retries {
                     tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}: {cause}");
                     self.record_error(&reason, &lease.record.url, &cause);
-                    let token = self.sink.commit_token();
-                    self.frontier.complete(
-                        lease,
-                        Outcome::Failed,
-                        is_page,
-                        &[],
-                        Vec::new(),
-                        &token,
-                    )?;
+                    self.complete(lease, Outcome::Failed, is_page, &[], Vec::new())?;
                 } else {
                     let wait = match retry_after {
                         Some(d) => self.politeness.clamp_retry_after(d),
@@ -601,9 +594,7 @@ impl Scheduler {
             }
             Work::Failed { kind, cause, .. } => {
                 self.record_error(&kind, &lease.record.url, &cause);
-                let token = self.sink.commit_token();
-                self.frontier
-                    .complete(lease, Outcome::Failed, is_page, &[], Vec::new(), &token)?;
+                self.complete(lease, Outcome::Failed, is_page, &[], Vec::new())?;
             }
             Work::Download {
                 resp,
@@ -618,15 +609,7 @@ impl Scheduler {
                 }
                 let items: Vec<Item> = item.into_iter().collect();
                 self.sink.write_page(&items)?;
-                let token = self.sink.commit_token();
-                self.frontier.complete(
-                    lease,
-                    Outcome::Done,
-                    false,
-                    &aliases,
-                    Vec::new(),
-                    &token,
-                )?;
+                self.complete(lease, Outcome::Done, false, &aliases, Vec::new())?;
             }
             Work::Page {
                 resp,
@@ -671,9 +654,7 @@ impl Scheduler {
                 );
                 let new_links = self.limit_query_variants(new_links)?;
                 self.sink.write_page(&items)?;
-                let token = self.sink.commit_token();
-                self.frontier
-                    .complete(lease, Outcome::Done, true, &aliases, new_links, &token)?;
+                self.complete(lease, Outcome::Done, true, &aliases, new_links)?;
                 // Only now is every one of those URLs in the frontier (added or already there).
                 for h in raw {
                     self.known_links.insert(h);

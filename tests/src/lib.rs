@@ -289,6 +289,8 @@ pub struct Measured {
 
 /// Runs the sandcrawl binary to completion (bounded by `timeout`) and measures its peak RSS
 /// with `wait4`, which reports that child alone even while other tests run children too.
+// The child is reaped by `wait4` (which std's `Child::wait` cannot give us), not by `wait`.
+#[allow(clippy::zombie_processes)]
 pub fn run_measured(args: &[&str], timeout: Duration) -> Measured {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;

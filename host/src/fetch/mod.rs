@@ -40,7 +40,7 @@ pub struct FetchConfig {
     /// the page truncated (plugins still get it), "drop" fails the page.
     pub oversize: Oversize,
     /// Response head (status line and headers) in bytes, enforced exactly. A response may
-    /// carry up to max_header_bytes / 16 headers.
+    /// carry up to max_header_bytes / 64 headers (at least 100, at most 1,024).
     pub max_header_bytes: usize,
     /// Decoded body bytes held by all requests in flight together; fetches wait for room
     /// rather than grow memory (one body may go past it at a time, so progress never stops).
@@ -794,10 +794,11 @@ fn causes<'a>(
     out
 }
 
-/// hyper's header-count limit, derived from the byte limit: a header line is at least a few
-/// bytes, and the count sizes a parse buffer allocated per response.
+/// hyper's header-count limit, derived from the byte limit. The count sizes a parse buffer
+/// that hyper allocates for every response head (about 40 bytes a slot), so it stays under
+/// the allocator's mmap threshold: 1,024 headers at the default 64 KiB.
 fn max_headers(max_header_bytes: usize) -> usize {
-    (max_header_bytes / 16).clamp(100, 8192)
+    (max_header_bytes / 64).clamp(100, 1024)
 }
 
 fn classify_body_error(e: std::io::Error, compressed: bool) -> FetchError {
