@@ -567,6 +567,8 @@ fn multi_memory_plugin(n: usize, min_pages: u32, grow_pages: u32) -> std::path::
     let name = put(b"multimem", &mut data);
     let version = put(b"1.0.0", &mut data);
     let star = put(b"*", &mut data);
+    // A list of strings is read as 4-byte aligned (pointer, length) pairs.
+    data.resize(data.len().next_multiple_of(4), 0);
     let mut list = Vec::new();
     list.extend_from_slice(&star.to_le_bytes());
     list.extend_from_slice(&1u32.to_le_bytes());
@@ -599,12 +601,15 @@ fn multi_memory_plugin(n: usize, min_pages: u32, grow_pages: u32) -> std::path::
     (global $bump (mut i32) (i32.const 4096))
     (func (export "realloc") (param i32 i32 i32 i32) (result i32)
       (local $r i32)
-      (local.set $r (global.get $bump))
-      (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+      (local.set $r (i32.and
+        (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get 2))))
+      (global.set $bump (i32.add (local.get $r) (local.get 3)))
       (local.get $r))
     (data (i32.const 0) "{escaped}")
     (func (export "manifest") (result i32) (i32.const 0))
-    (func (export "parse") (param i32) (result i32) {grows} (i32.const 2048)))
+    (func (export "parse") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+      {grows} (i32.const 2048)))
   {helpers}
   (core instance $m (instantiate $M {with}))
   (type $header (record (field "name" string) (field "value" string)))

@@ -544,7 +544,7 @@ impl Runtime {
     /// file could contain arbitrary machine code).
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component> {
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e}"));
+            return Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e:#}"));
         };
         let key = format!("{sha256}-{}.cwasm", self.engine_fingerprint());
         let path = dir.join(key);
@@ -562,12 +562,12 @@ impl Runtime {
         let compiled = self
             .engine
             .precompile_component(bytes)
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|e| anyhow!("{e:#}"))?;
         if let Err(e) = write_atomic(dir, &path, &compiled) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled plugin: {e:#}");
         }
         // SAFETY: `compiled` was just produced by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| anyhow!("{e}"))
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| anyhow!("{e:#}"))
     }
 
     fn engine_fingerprint(&self) -> String {
