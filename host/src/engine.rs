@@ -23,7 +23,7 @@ pub use crate::scope::Scope;
 use crate::sink::{FileSink, FilesStore, Item, PluginRef, Sink, lost_tail};
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -652,9 +652,27 @@ impl Scheduler {
                     &mut self.known_links,
                     &mut self.summary,
                 );
-                let new_links = self.limit_query_variants(new_links)?;
                 self.sink.write_page(&items)?;
-                self.complete(lease, Outcome::Done, true, &aliases, new_links)?;
+                let token = self.sink.commit_token();
+                let (query_variants, skipped) =
+                    (&mut self.query_variants, &mut self.summary.skipped);
+                // Asked only about URLs new to the frontier: a variant counts once.
+                let mut admit = |n: &NewUrl| match query_variants.admit_str(&n.record.url) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        *skipped.entry(why.as_str().into()).or_default() += 1;
+                        false
+                    }
+                };
+                self.frontier.complete_admitting(
+                    lease,
+                    Outcome::Done,
+                    true,
+                    &aliases,
+                    new_links,
+                    &mut admit,
+                    &token,
+                )?;
                 // Only now is every one of those URLs in the frontier (added or already there).
                 for h in raw {
                     self.known_links.insert(h);
@@ -662,32 +680,6 @@ impl Scheduler {
             }
         }
         Ok(())
-    }
-
-    /// Drops new URLs past `scope.max_query_variants` distinct query strings of their path.
-    fn limit_query_variants(&mut self, links: Vec<NewUrl>) -> Result<Vec<NewUrl>> {
-        if self.cfg.scope.max_query_variants.is_none() {
-            return Ok(links);
-        }
-        let mut out = Vec::with_capacity(links.len());
-        let mut this_page: HashSet<Fingerprint> = HashSet::new();
-        for l in links {
-            if !l.record.url.contains('?')
-                || !this_page.insert(l.fp)
-                || self.frontier.is_known(&l.fp)?
-            {
-                out.push(l);
-                continue;
-            }
-            let admitted = Url::parse(&l.record.url)
-                .map_err(|_| crate::scope::OutOfScope::QueryVariants)
-                .and_then(|u| self.query_variants.admit(&u));
-            match admitted {
-                Ok(()) => out.push(l),
-                Err(why) => *self.summary.skipped.entry(why.as_str().into()).or_default() += 1,
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -1155,7 +1147,11 @@ async fn parse_page(
     aliases: Vec<Fingerprint>,
 ) -> Work {
     // Item ids follow the page's final URL, so every alias of a page gives the same ids.
-    let page_fp = dedup_fingerprint(&shared.normalize, &resp.final_url);
+    let page_fp = if aliases.is_empty() {
+        lease.fp
+    } else {
+        dedup_fingerprint(&shared.normalize, &resp.final_url)
+    };
     let url_str = resp.final_url.as_str();
     let matching: Vec<usize> = (0..shared.plugins.len())
         .filter(|&i| shared.enabled[i] && shared.plugins[i].matches(url_str))
@@ -1180,9 +1176,7 @@ async fn parse_page(
     let mut runs = Vec::new();
     let mut claimed = false;
     for i in matching {
-        let t0 = Instant::now();
-        let result = shared.plugins[i].parse(&input).await;
-        let took = t0.elapsed();
+        let (result, took) = shared.plugins[i].parse_timed(&input).await;
         let info = &shared.plugins[i].info;
         match result {
             Ok(out) => {

@@ -167,6 +167,29 @@ pub trait Frontier: Send {
         aliases: &[Fingerprint],
         links: Vec<NewUrl>,
         sink_token: &[u8],
+    ) -> Result<usize> {
+        self.complete_admitting(
+            lease,
+            outcome,
+            counted_page,
+            aliases,
+            links,
+            &mut |_| true,
+            sink_token,
+        )
+    }
+    /// `complete`, asking `admit` about each link that is new to the store (never about
+    /// one it already knows), so that rules counting distinct URLs cost no extra lookup.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_admitting(
+        &mut self,
+        lease: &Lease,
+        outcome: Outcome,
+        counted_page: bool,
+        aliases: &[Fingerprint],
+        links: Vec<NewUrl>,
+        admit: &mut dyn FnMut(&NewUrl) -> bool,
+        sink_token: &[u8],
     ) -> Result<usize>;
     /// Pages fetched from `host` so far (for `max_pages_per_host`).
     fn host_pages(&self, host: &str) -> u64;
@@ -491,17 +514,25 @@ impl FjallFrontier {
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
         urls: Vec<NewUrl>,
+        admit: &mut dyn FnMut(&NewUrl) -> bool,
     ) -> Result<usize> {
         let mut added = 0;
         let mut in_batch: HashSet<Fingerprint> = HashSet::new();
-        for NewUrl { fp, record } in urls {
+        for new in urls {
+            let fp = new.fp;
             if !in_batch.insert(fp) || self.seen.contains(&fp) {
                 continue;
             }
-            self.seen.insert(fp);
             if self.ks.contains_key(key(b'u', &fp))? {
+                self.seen.insert(fp);
                 continue;
             }
+            // Refused URLs stay unknown: proposed again later, they are asked about again.
+            if !admit(&new) {
+                continue;
+            }
+            self.seen.insert(fp);
+            let NewUrl { fp, record } = new;
             let hh = host_hash(&record.host);
             self.seq += 1;
             let qk = queue_key(&hh, record.priority, record.depth, self.seq);
@@ -598,7 +629,7 @@ impl FjallFrontier {
 impl Frontier for FjallFrontier {
     fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize> {
         let mut batch = self.db.batch();
-        let added = self.stage_new(&mut batch, urls)?;
+        let added = self.stage_new(&mut batch, urls, &mut |_| true)?;
         self.stage_counters(&mut batch);
         batch.commit()?;
         Ok(added)
@@ -646,13 +677,14 @@ impl Frontier for FjallFrontier {
         Ok(())
     }
 
-    fn complete(
+    fn complete_admitting(
         &mut self,
         lease: &Lease,
         outcome: Outcome,
         counted_page: bool,
         aliases: &[Fingerprint],
         links: Vec<NewUrl>,
+        admit: &mut dyn FnMut(&NewUrl) -> bool,
         sink_token: &[u8],
     ) -> Result<usize> {
         let mut batch = self.db.batch();
@@ -677,7 +709,7 @@ impl Frontier for FjallFrontier {
             *n += 1;
             batch.insert(&self.ks, key(b'c', &host_hash(host)), n.to_be_bytes());
         }
-        let added = self.stage_new(&mut batch, links)?;
+        let added = self.stage_new(&mut batch, links, admit)?;
         let mut recent = Vec::with_capacity(1 + lease.queue_key.len() + 16 + 256);
         recent.push(u8::from(counted_page));
         recent.extend_from_slice(&lease.queue_key);

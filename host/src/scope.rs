@@ -208,28 +208,31 @@ impl Scope {
     }
 
     /// Heritrix-style trap rules on the path: too many segments, or one segment repeated
-    /// (`/a/b/a/b/a/b/…`).
+    /// (`/a/b/a/b/a/b/…`). Runs for every proposed link, so it allocates nothing: repeats are
+    /// counted among the first `REPEAT_WINDOW` segments.
     fn check_shape(&self, url: &Url) -> Result<(), OutOfScope> {
+        const REPEAT_WINDOW: usize = 64;
         if self.max_path_segments.is_none() && self.max_segment_repeats.is_none() {
             return Ok(());
         }
-        let segments: Vec<&str> = url
-            .path_segments()
-            .map(|s| s.filter(|x| !x.is_empty()).collect())
-            .unwrap_or_default();
-        if let Some(max) = self.max_path_segments
-            && segments.len() > max as usize
-        {
-            return Err(OutOfScope::PathTooDeep);
-        }
-        if let Some(max) = self.max_segment_repeats {
-            let mut counts: HashMap<&str, u32> = HashMap::new();
-            for s in &segments {
-                let n = counts.entry(s).or_default();
-                *n += 1;
-                if *n > max {
+        let Some(segments) = url.path_segments() else {
+            return Ok(());
+        };
+        let mut window: [&str; REPEAT_WINDOW] = [""; REPEAT_WINDOW];
+        let mut n = 0usize;
+        for seg in segments.filter(|x| !x.is_empty()) {
+            n += 1;
+            if self.max_path_segments.is_some_and(|max| n > max as usize) {
+                return Err(OutOfScope::PathTooDeep);
+            }
+            if let Some(max) = self.max_segment_repeats
+                && n <= REPEAT_WINDOW
+            {
+                let earlier = window[..n - 1].iter().filter(|x| **x == seg).count();
+                if earlier + 1 > max as usize {
                     return Err(OutOfScope::RepeatedSegments);
                 }
+                window[n - 1] = seg;
             }
         }
         Ok(())
@@ -262,15 +265,19 @@ impl QueryVariants {
     /// Counts `url` as a new variant of its path, or refuses it past the cap. Call only for
     /// URLs not seen before (a duplicate is not a new variant).
     pub fn admit(&mut self, url: &Url) -> Result<(), OutOfScope> {
+        self.admit_str(url.as_str())
+    }
+
+    /// [`QueryVariants::admit`] on a URL's text as the `url` crate writes it (the path key
+    /// is everything before `?`: scheme, host, port and path).
+    pub fn admit_str(&mut self, url: &str) -> Result<(), OutOfScope> {
         let Some(max) = self.max else { return Ok(()) };
-        if url.query().is_none() {
+        let Some((base, _query)) = url.split_once('?') else {
             return Ok(());
-        }
+        };
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        url.host_str().hash(&mut h);
-        url.port().hash(&mut h);
-        url.path().hash(&mut h);
+        base.hash(&mut h);
         let n = self.seen.entry(h.finish()).or_default();
         if *n >= max {
             return Err(OutOfScope::QueryVariants);

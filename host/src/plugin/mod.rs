@@ -775,6 +775,23 @@ impl Plugin {
     /// Runs `parse` on one page, in a warm instance or a fresh one, within the plugin's
     /// budgets.
     pub async fn parse(&self, page: &PageInput) -> CallResult<ParseOutput> {
+        self.parse_timed(page).await.0
+    }
+
+    /// [`Plugin::parse`], and how long the call took from the moment it got its slot (the
+    /// wait for a slot is not the plugin's time).
+    pub async fn parse_timed(&self, page: &PageInput) -> (CallResult<ParseOutput>, Duration) {
+        let slot = match self.slot().await {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Duration::ZERO),
+        };
+        let started = Instant::now();
+        let result = self.parse_in_slot(page).await;
+        drop(slot);
+        (result, started.elapsed())
+    }
+
+    async fn parse_in_slot(&self, page: &PageInput) -> CallResult<ParseOutput> {
         use v0_1::sandcrawl::plugin::types as t;
         let headers: Vec<t::Header<'_>> = page
             .headers
@@ -793,7 +810,6 @@ impl Plugin {
                 metadata: page.metadata.as_deref(),
             },
         };
-        let _slot = self.slot().await?;
         let deadline = Instant::now() + self.budget();
         let warm = self.take_warm();
         let reused = warm.is_some();
