@@ -41,6 +41,27 @@ fn assert_no_raw_controls(text: &str) {
     assert!(!text.contains('\r'), "raw CR in output:\n{text}");
 }
 
+/// Sends Ctrl+C (SIGINT) to `child`, waits for it to exit (bounded by `limit`) and returns
+/// what it wrote to stderr.
+fn interrupt(child: &mut std::process::Child, limit: Duration) -> String {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let end = Instant::now() + limit;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        child.try_wait().ok().flatten().is_some(),
+        "still running after Ctrl+C"
+    );
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 // ---- plugins, through the command line ----
 
 #[test]
@@ -173,18 +194,7 @@ fn ctrl_c_during_a_blocked_plugin_call_exits_without_a_backtrace() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let end = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(child.try_wait().ok().flatten().is_some(), "still running");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = interrupt(&mut child, Duration::from_secs(20));
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains("backtrace"), "{err}");
 }
@@ -628,17 +638,7 @@ fn ctrl_c_counts_the_urls_in_flight_as_still_to_do() {
     while !site.paths().iter().any(|p| p == "/slow") && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let end = Instant::now() + Duration::from_secs(40);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = interrupt(&mut child, Duration::from_secs(40));
     assert!(
         err.contains("1 URLs still to do (1 of them were in flight)"),
         "{err}"

@@ -245,15 +245,20 @@ pub fn read_items(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Runs the sandcrawl binary to completion (bounded by `timeout`), returning (status, stdout, stderr).
-pub fn run_bin(args: &[&str], timeout: Duration) -> (std::process::ExitStatus, String, String) {
-    let mut child = std::process::Command::new(bin())
+/// Starts the sandcrawl binary with its stdout and stderr piped, logging at info.
+fn spawn_bin(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin())
         .args(args)
         .env("SANDCRAWL_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn sandcrawl");
+        .expect("spawn sandcrawl")
+}
+
+/// Runs the sandcrawl binary to completion (bounded by `timeout`), returning (status, stdout, stderr).
+pub fn run_bin(args: &[&str], timeout: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = spawn_bin(args);
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(_status) = child.try_wait().expect("wait") {
@@ -295,13 +300,7 @@ pub fn run_measured(args: &[&str], timeout: Duration) -> Measured {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
     let started = Instant::now();
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .env("SANDCRAWL_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn sandcrawl");
+    let mut child = spawn_bin(args);
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
