@@ -302,3 +302,46 @@ fn demo_command_crawls_the_bundled_site() {
         b"keep me"
     );
 }
+
+#[test]
+fn a_seed_without_its_scheme_gets_a_hint_and_leaves_no_state_behind() {
+    let state = tempdir("noscheme").join("state");
+    let s = state.display().to_string();
+    let (st, _, err) = run_bin(&["run", "--state", &s, "127.0.0.1:5099/"], T);
+    assert_eq!(st.code(), Some(1), "{err}");
+    let line = first_error_line(&err);
+    assert!(
+        line.contains("did you mean http://127.0.0.1:5099/"),
+        "{line}"
+    );
+    assert!(!state.exists(), "the state directory was created");
+    let (st, _, err) = run_bin(&["run", "--state", &s, "localhost:8080"], T);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        first_error_line(&err).contains("did you mean http://localhost:8080"),
+        "{err}"
+    );
+    assert!(!state.exists());
+}
+
+#[test]
+fn a_crawl_whose_every_fetch_failed_exits_non_zero_with_one_line() {
+    // Port 9 (discard) on loopback: nothing listens, every connection is refused.
+    let state = tempdir("allfail").display().to_string();
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &state,
+            "--no-progress",
+            "--set",
+            "politeness.max_retries=0",
+            "http://127.0.0.1:9/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(2), "{err}");
+    let line = first_error_line(&err);
+    assert!(line.contains("every fetch failed"), "{line}");
+    assert!(line.contains("summary.json"), "{line}");
+}

@@ -84,6 +84,8 @@ pub struct ErrorSample {
 /// What a crawl did. Also written to `STATE/summary.json`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
+    /// HTTP responses received: pages, downloads, every redirect hop and robots.txt.
+    pub requests: u64,
     pub pages: u64,
     pub downloads: u64,
     pub files_new: u64,
@@ -212,6 +214,9 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<Summary> {
     let started = Instant::now();
+    // Seeds are checked before the state directory is created or opened: a typo in a seed
+    // leaves nothing behind.
+    let seeds = resolve_seeds(&cfg, &plugins)?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
@@ -226,7 +231,6 @@ pub async fn run(
     }
     let sink = FileSink::open(&output, cfg.format, token.as_deref())?;
 
-    let seeds = resolve_seeds(&cfg, &plugins)?;
     let scope_seeds = remember_seeds(&cfg, &seeds)?;
     let scope = Scope::new(&cfg.scope, &scope_seeds)?;
     let seed_records: Vec<NewUrl> = seeds
@@ -246,7 +250,7 @@ pub async fn run(
         );
     }
 
-    let enabled = plugins
+    let enabled: Vec<bool> = plugins
         .iter()
         .map(|p| {
             cfg.plugins
@@ -255,6 +259,16 @@ pub async fn run(
                 .unwrap_or(true)
         })
         .collect();
+    for (p, _) in plugins.iter().zip(&enabled).filter(|(_, on)| **on) {
+        if !can_match_anything(p, &scope_seeds, &cfg.scope) {
+            tracing::warn!(
+                plugin = %p.info.name,
+                "its URL patterns ({}) match no seed and no allowed domain, so it will claim no page; check the patterns ([plugins.{}] patterns) and the seeds",
+                crate::escape::escape(&p.info.patterns.join(" ")),
+                p.info.name
+            );
+        }
+    }
     let (claims_tx, mut claims_rx) = mpsc::unbounded_channel::<Claim>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let shared = Arc::new(Shared {
@@ -270,7 +284,16 @@ pub async fn run(
         follow_max_links: cfg.follow_max_links,
         claims: claims_tx,
     });
+    // Every loaded plugin has a line in the summary, so one that claimed no page shows.
+    let plugin_stats = shared
+        .plugins
+        .iter()
+        .zip(&shared.enabled)
+        .filter(|(_, on)| **on)
+        .map(|(p, _)| (p.info.name.clone(), PluginStats::default()))
+        .collect();
     let summary = Summary {
+        plugins: plugin_stats,
         output: sink.describe(),
         files_dir: cfg.files_path().display().to_string(),
         state: cfg.state.display().to_string(),
@@ -362,6 +385,7 @@ pub async fn run(
     summary.in_flight_left = s.in_flight as u64;
     summary.queued_left = c.queued + s.in_flight as u64;
     summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.requests = s.shared.fetcher.responses();
     let json = serde_json::to_vec_pretty(&summary)?;
     std::fs::write(s.cfg.state.join("summary.json"), json).context("writing summary.json")?;
     Ok(summary)
@@ -683,6 +707,59 @@ impl Scheduler {
     }
 }
 
+/// Whether any of `plugin`'s URL patterns could match a URL of this crawl: a seed, or a URL
+/// on an allowed domain (subdomains included) or origin. A pattern without a scheme and host
+/// (`*/shop/*`) could match anything.
+fn can_match_anything(plugin: &Plugin, seeds: &[Url], scope: &crate::config::ScopeConfig) -> bool {
+    if seeds.iter().any(|u| plugin.matches(u.as_str())) {
+        return true;
+    }
+    let mut domains: Vec<String> = if scope.allowed_domains.is_empty() {
+        seeds
+            .iter()
+            .filter_map(|u| u.host_str().map(str::to_owned))
+            .collect()
+    } else {
+        scope
+            .allowed_domains
+            .iter()
+            .map(|d| {
+                let d = d.trim().trim_start_matches("*.");
+                d.rsplit_once(':').map_or(d, |(h, _)| h).to_owned()
+            })
+            .collect()
+    };
+    domains.extend(
+        scope
+            .allowed_origins
+            .iter()
+            .filter_map(|o| Url::parse(o).ok()?.host_str().map(str::to_owned)),
+    );
+    plugin.info.patterns.iter().any(|p| {
+        let Some((_, rest)) = p.split_once("://") else {
+            return true;
+        };
+        let authority = rest.split('/').next().unwrap_or(rest).to_ascii_lowercase();
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h);
+        let glob = globset::GlobBuilder::new(host)
+            .literal_separator(false)
+            .build()
+            .map(|g| g.compile_matcher());
+        domains.iter().any(|d| {
+            let d = d.to_ascii_lowercase();
+            // The pattern's host is the domain or one of its subdomains, or its wildcard
+            // matches the domain itself.
+            host == d
+                || host.ends_with(&format!(".{d}"))
+                || glob
+                    .as_ref()
+                    .is_ok_and(|m| m.is_match(&d) || m.is_match(format!("x.{d}")))
+        })
+    })
+}
+
 /// Turns proposals into queueable URLs: resolve, normalize, scope, depth. Also returns the
 /// raw-string hashes of the absolute links among them, for `known` once they are committed.
 ///
@@ -813,11 +890,17 @@ fn resolve_seeds(cfg: &CrawlConfig, plugins: &[Plugin]) -> Result<Vec<Url>> {
     let norm: &NormalizeConfig = &cfg.normalize;
     let mut out = Vec::new();
     for (s, origin) in raw {
+        // "127.0.0.1:5099/" or "localhost:8080": a URL without its scheme.
+        let hint = if s.contains("://") {
+            String::new()
+        } else {
+            format!(" (did you mean http://{}?)", s.trim())
+        };
         let parsed = Url::parse(s.trim()).map_err(|e| {
-            anyhow!("seed URL {s:?} ({origin}) is invalid: {e}; give a full URL like https://example.com/")
+            anyhow!("seed URL {s:?} ({origin}) is invalid: {e}; give a full URL like https://example.com/{hint}")
         })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            bail!("seed URL {s:?} ({origin}) must be http(s) with a host");
+            bail!("seed URL {s:?} ({origin}) must be http(s) with a host{hint}");
         }
         let Some(u) = norm.normalize(parsed.as_str()) else {
             bail!("seed URL {s:?} ({origin}) could not be normalized");

@@ -1,6 +1,7 @@
 //! sandcrawl: a web crawler whose site-specific parse logic runs in sandboxed WebAssembly
 //! plugins. See ARCHITECTURE.md for how the modules fit together.
 
+pub mod charset;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -455,8 +455,12 @@ async fn load_plugins(cfg: &CrawlConfig) -> Result<(Vec<sandcrawl::plugin::Plugi
     Ok((plugins, errors))
 }
 
+/// Exit code of a crawl whose every fetch failed (nothing was fetched at all).
+const EXIT_ALL_FAILED: i32 = 2;
 /// Exit code of a crawl that ran to its end but could not load every plugin it was given.
 const EXIT_PLUGINS_REFUSED: i32 = 3;
+/// Exit code of a crawl stopped by Ctrl+C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
 
 async fn crawl(cfg: CrawlConfig) -> Result<i32> {
     let (plugins, refused) = load_plugins(&cfg).await?;
@@ -479,6 +483,23 @@ async fn crawl(cfg: CrawlConfig) -> Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
     print_summary(&summary);
+    if summary.stopped_early {
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let failed: u64 = summary.errors.values().sum();
+    if summary.pages + summary.downloads == 0 && failed > 0 {
+        let kinds: Vec<String> = summary
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        eprintln!(
+            "error: every fetch failed ({}); is the site reachable? the last cause of each kind is in {}/summary.json (error_samples)",
+            kinds.join(", "),
+            summary.state
+        );
+        return Ok(EXIT_ALL_FAILED);
+    }
     if !summary.plugins_refused.is_empty() {
         eprintln!(
             "error: {} plugin file(s) could not be loaded (see plugins_refused in summary.json); the crawl ran without them",
@@ -533,10 +554,11 @@ fn print_summary(s: &sandcrawl::engine::Summary) {
     let errors: u64 = s.errors.values().sum();
     eprintln!();
     eprintln!(
-        "{} in {:.1}s: {} pages, {} downloads ({} new files), {:.1} MB, {} items written",
+        "{} in {:.1}s: {} pages ({} requests with redirects and robots.txt), {} downloads ({} new files), {:.1} MB, {} items written",
         if s.stopped_early { "stopped" } else { "done" },
         s.elapsed_s,
         s.pages,
+        s.requests,
         s.downloads,
         s.files_new,
         s.bytes as f64 / 1e6,
@@ -561,6 +583,12 @@ fn print_summary(s: &sandcrawl::engine::Summary) {
     }
     for (name, p) in &s.plugins {
         let errs: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        if p.calls == 0 {
+            eprintln!(
+                "  plugin {name}: claimed no page (its URL patterns matched none of the pages fetched)"
+            );
+            continue;
+        }
         eprintln!(
             "  plugin {name}: {} pages, {} items, {} links, {:.1} ms total{}",
             p.calls,

@@ -72,6 +72,7 @@ impl Robots {
     /// Parses a robots.txt body for `agent` (the product token, e.g. "sandcrawl").
     pub fn parse(agent: &str, body: &[u8]) -> Self {
         let body = sanitize(&body[..body.len().min(MAX_ROBOTS_BYTES)]);
+        let body = agent_lines_to_tokens(&body);
         let body = &body[..];
         if !has_group(body) {
             // RFC 9309 §2.1: rules belong to groups; rules outside any group apply to no one.
@@ -133,7 +134,8 @@ impl Robots {
     }
 
     pub fn allowed(&self, url: &Url) -> bool {
-        self.allowed_str(url.as_str())
+        // RFC 9309 2.2.2: the robots.txt file itself is implicitly allowed.
+        url.path() == "/robots.txt" || self.allowed_str(url.as_str())
     }
 
     /// Matches a URL exactly as given. RFC 9309 leaves percent-encoding the URL to the
@@ -163,6 +165,61 @@ impl Robots {
     pub fn unreachable(&self) -> bool {
         matches!(self.rules, Rules::DisallowAll)
     }
+}
+
+/// The key of a `key: value` line, lowercased, without spaces, `-` or `_` (so `User-agent`,
+/// `user_agent` and `useragent` are one key).
+fn line_key(line: &[u8]) -> Option<String> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    Some(
+        String::from_utf8_lossy(&line[..colon])
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Rewrites every `User-agent:` value to its product token, as Google's parser reads it: the
+/// leading run of letters, `_` and `-` (`sandcrawl/2.1` and `sandcrawl*` are `sandcrawl`),
+/// or `*`. The rules parser then compares tokens exactly.
+fn agent_lines_to_tokens(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
+    if !body
+        .split(is_break)
+        .any(|l| line_key(l).as_deref() == Some("useragent"))
+    {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    // Lines end in LF, CR or CRLF (all three occur); the breaks are copied as they are.
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while !rest.is_empty() {
+        let end = rest.iter().position(is_break).unwrap_or(rest.len());
+        let (line, tail) = rest.split_at(end);
+        let brk = tail.iter().take_while(|b| is_break(b)).count();
+        if line_key(line).as_deref() == Some("useragent") {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            let value = String::from_utf8_lossy(&line[(colon + 1).min(line.len())..]).into_owned();
+            // A comment ends the value.
+            let value = value.split('#').next().unwrap_or("").trim();
+            let token: String = if value.starts_with('*') {
+                "*".into()
+            } else {
+                value
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic() || *c == '_' || *c == '-')
+                    .collect()
+            };
+            out.extend_from_slice(b"User-agent: ");
+            out.extend_from_slice(token.as_bytes());
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(&tail[..brk]);
+        rest = &tail[brk..];
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether any line starts a group (`user-agent:`, with the spellings RFC 9309 parsers accept).
@@ -206,11 +263,16 @@ fn sanitize(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 /// The product token robots.txt groups are matched against: "sandcrawl/0.1 (+url)" -> "sandcrawl".
 pub fn product_token(user_agent: &str) -> String {
-    user_agent
-        .split(['/', ' '])
-        .next()
-        .unwrap_or("sandcrawl")
-        .to_owned()
+    let token: String = user_agent
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic() || *c == '_' || *c == '-')
+        .collect();
+    if token.is_empty() {
+        "sandcrawl".into()
+    } else {
+        token
+    }
 }
 
 /// Fetches and parses `origin`'s robots.txt (`origin` is any URL on the host).
@@ -293,5 +355,32 @@ mod tests {
         big.extend(std::iter::repeat_n(b'#', MAX_ROBOTS_BYTES));
         big.extend_from_slice(b"\nDisallow: /late\n");
         assert!(Robots::parse("sandcrawl", &big).allowed(&url("http://e/late")));
+    }
+
+    #[test]
+    fn user_agent_lines_match_by_product_token_as_google_does() {
+        for line in [
+            "User-agent: sandcrawl*",
+            "User-agent: sandcrawl/2.1",
+            "user_agent: SandCrawl (+https://example.com/bot)",
+            "User-agent: sandcrawl # our group",
+        ] {
+            let body = format!("{line}\nDisallow: /us\n\nUser-agent: *\nDisallow: /\n");
+            let r = Robots::parse(
+                &product_token("sandcrawl/0.1 (+https://x)"),
+                body.as_bytes(),
+            );
+            assert!(r.allowed(&url("http://e/page")), "{line}");
+            assert!(!r.allowed(&url("http://e/us")), "{line}");
+            // RFC 9309 2.2.2: /robots.txt itself is always allowed.
+            assert!(r.allowed(&url("http://e/robots.txt")), "{line}");
+        }
+        let all = Robots::parse("sandcrawl", b"User-agent: *\nDisallow: /\n");
+        assert!(all.allowed(&url("http://e/robots.txt")));
+        assert!(!all.allowed(&url("http://e/robots.txt/x")));
+        // Another crawler's token that merely starts like ours is not ours.
+        let body = b"User-agent: sandcrawlerbot\nDisallow: /\n";
+        assert!(Robots::parse("sandcrawl", body).allowed(&url("http://e/page")));
+        assert_eq!(product_token("Mozilla/5.0 sandcrawl"), "Mozilla");
     }
 }

@@ -192,6 +192,8 @@ pub struct Fetcher {
     cfg: std::sync::Arc<FetchConfig>,
     headers: std::sync::Arc<Vec<(HeaderName, HeaderValue)>>,
     budget: ByteBudget,
+    /// Responses received (every redirect hop and robots.txt included).
+    responses: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Fetcher {
@@ -277,6 +279,7 @@ impl Fetcher {
             matcher,
             jar,
             budget: ByteBudget::new(cfg.max_bytes_in_flight),
+            responses: Default::default(),
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
@@ -284,6 +287,12 @@ impl Fetcher {
 
     pub fn config(&self) -> &FetchConfig {
         &self.cfg
+    }
+
+    /// HTTP responses received so far by this fetcher and its clones: every redirect hop
+    /// and every robots.txt included.
+    pub fn responses(&self) -> u64 {
+        self.responses.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fetches `url`, following redirects. `allow_hop` is asked before every redirect hop
@@ -422,6 +431,8 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::Timeout("no response headers (fetch.read_timeout_ms)"))?
             .map_err(classify_client_error)?;
+        self.responses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let status = resp.status().as_u16();
         // The status line and every header line with its CRLF, as on the wire.
         let head_bytes = 17
@@ -821,37 +832,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Header charset, then BOM, then `<meta charset>` in the first 1 KiB, then UTF-8.
+/// The page's encoding in the WHATWG order (see `charset`).
 pub fn detect_encoding(headers: &[(String, String)], body: &[u8]) -> &'static str {
-    let from_label = |label: &str| {
-        encoding_rs::Encoding::for_label(label.trim().trim_matches(['"', '\'']).as_bytes())
-    };
-    let content_type = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.to_ascii_lowercase());
-    if let Some(ct) = content_type
-        && let Some(pos) = ct.find("charset=")
-        && let Some(enc) = from_label(ct[pos + 8..].split(';').next().unwrap_or(""))
-    {
-        return enc.name();
-    }
-    if let Some((enc, _)) = encoding_rs::Encoding::for_bom(body) {
-        return enc.name();
-    }
-    let head = String::from_utf8_lossy(&body[..body.len().min(1024)]).to_ascii_lowercase();
-    if let Some(pos) = head.find("charset=") {
-        let rest = &head[pos + 8..];
-        let label: String = rest
-            .trim_start_matches(['"', '\''])
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-            .collect();
-        if let Some(enc) = from_label(&label) {
-            return enc.name();
-        }
-    }
-    "UTF-8"
+    crate::charset::detect(headers, body)
 }
 
 fn webpki_roots_certs() -> impl Iterator<Item = rustls::pki_types::TrustAnchor<'static>> {
