@@ -145,10 +145,8 @@ impl Prescan<'_> {
             }
             seen.push(name.clone());
             match name.as_slice() {
-                b"http-equiv" => {
-                    if value.eq_ignore_ascii_case(b"content-type") {
-                        got_pragma = true;
-                    }
+                b"http-equiv" if value.eq_ignore_ascii_case(b"content-type") => {
+                    got_pragma = true;
                 }
                 b"content" => {
                     if charset.is_none()
