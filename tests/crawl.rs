@@ -661,3 +661,31 @@ fn requests_count_redirects_and_robots_and_idle_plugins_are_named() {
     assert!(err.contains("plugin quotes: claimed no page"), "{err}");
     assert_eq!(s["plugins"]["quotes"]["calls"], 0, "{s}");
 }
+
+#[test]
+fn fetch_resolve_maps_many_host_names_to_loopback() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        if req.uri().path() == "/robots.txt" {
+            return html(404, "");
+        }
+        html(200, "<p>one of many hosts</p>")
+    }));
+    let port = site.addr.port();
+    let seeds: Vec<String> = (0..20)
+        .map(|i| format!("http://shop{i}.bench.test:{port}/"))
+        .collect();
+    let st = tempdir("resolve");
+    let mut extra: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    extra.extend([
+        "--set",
+        "fetch.resolve={ \"*.bench.test\" = \"127.0.0.1\" }",
+    ]);
+    run_crawl(&st, &extra);
+    let s = summary(&st);
+    assert_eq!(s["pages"], 20, "{s}");
+    // One robots.txt per host name: they are 20 hosts to the crawler, one server to us.
+    let robots = site.paths().iter().filter(|p| *p == "/robots.txt").count();
+    assert_eq!(robots, 20);
+    assert_eq!(s["requests"], 40, "{s}");
+}

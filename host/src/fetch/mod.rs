@@ -7,7 +7,9 @@
 //! classified so the caller can retry or give up.
 
 mod budget;
+mod resolve;
 pub use budget::{BudgetHold, ByteBudget};
+use resolve::Resolver;
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use bytes::Bytes;
@@ -29,6 +31,9 @@ pub struct FetchConfig {
     pub user_agent: String,
     /// Extra request headers, e.g. `{ "Accept-Language" = "en" }`.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Host names resolved to fixed addresses before DNS, like curl's `--resolve`; globs
+    /// allowed: `{ "*.bench.test" = "127.0.0.1" }`.
+    pub resolve: std::collections::BTreeMap<String, String>,
     pub connect_timeout_ms: u64,
     /// A response that sends nothing for this long is cut (slow-drip servers).
     pub read_timeout_ms: u64,
@@ -76,6 +81,7 @@ impl Default for FetchConfig {
                 env!("CARGO_PKG_VERSION")
             ),
             headers: Default::default(),
+            resolve: Default::default(),
             connect_timeout_ms: 10_000,
             read_timeout_ms: 15_000,
             total_timeout_ms: 60_000,
@@ -199,7 +205,7 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(cfg: FetchConfig) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver::new(&cfg.resolve)?);
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
         http.set_nodelay(true);
@@ -627,7 +633,7 @@ impl Fetcher {
 /// tunnel for HTTPS, as the proxy matcher decides per destination.
 #[derive(Clone)]
 struct ProxyConnector {
-    http: HttpConnector,
+    http: HttpConnector<Resolver>,
     matcher: std::sync::Arc<hyper_util::client::proxy::matcher::Matcher>,
 }
 

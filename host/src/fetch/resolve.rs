@@ -1,0 +1,99 @@
+//! Name resolution for the fetcher: `fetch.resolve` rules first (like curl's `--resolve`, with
+//! globs: `"*.bench.test" = "127.0.0.1"`), the system resolver for every other name.
+//!
+//! It owns the rules and the lookup. It must not decide which URLs are fetched: a rule only
+//! says where a host name lives.
+
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The resolver the fetcher's connector uses.
+#[derive(Clone)]
+pub struct Resolver {
+    rules: Arc<Vec<(globset::GlobMatcher, IpAddr)>>,
+    system: GaiResolver,
+}
+
+impl Resolver {
+    /// Builds the rules from `fetch.resolve` (host glob → IP address); a bad glob or address
+    /// is one line naming it.
+    pub fn new(rules: &std::collections::BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let mut out = Vec::new();
+        for (host, ip) in rules {
+            let glob = globset::GlobBuilder::new(&host.to_ascii_lowercase())
+                .literal_separator(false)
+                .build()
+                .map_err(|e| anyhow::anyhow!("fetch.resolve: host pattern {host:?}: {e}"))?
+                .compile_matcher();
+            let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "fetch.resolve: {ip:?} (for {host:?}) is not an IP address; write e.g. \"127.0.0.1\""
+                )
+            })?;
+            out.push((glob, ip));
+        }
+        Ok(Resolver {
+            rules: Arc::new(out),
+            system: GaiResolver::new(),
+        })
+    }
+
+    /// The address a rule gives `host`, if any (the first matching rule, in key order).
+    pub fn lookup(&self, host: &str) -> Option<IpAddr> {
+        let host = host.to_ascii_lowercase();
+        self.rules
+            .iter()
+            .find(|(m, _)| m.is_match(&host))
+            .map(|(_, ip)| *ip)
+    }
+}
+
+type Addrs = std::vec::IntoIter<SocketAddr>;
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = Addrs;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Addrs, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        // The connector puts the URL's port on every address.
+        if let Some(ip) = self.lookup(name.as_str()) {
+            return Box::pin(async move { Ok(vec![SocketAddr::new(ip, 0)].into_iter()) });
+        }
+        let lookup = self.system.call(name);
+        Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_match_globs_in_order_and_bad_ones_are_one_line() {
+        let mut rules = std::collections::BTreeMap::new();
+        rules.insert("*.bench.test".to_owned(), "127.0.0.1".to_owned());
+        rules.insert("exact.test".to_owned(), "::1".to_owned());
+        let r = Resolver::new(&rules).expect("valid");
+        assert_eq!(r.lookup("Shop7.bench.test"), "127.0.0.1".parse().ok());
+        assert_eq!(r.lookup("exact.test"), "::1".parse().ok());
+        assert_eq!(r.lookup("other.test"), None);
+        rules.insert("x.test".to_owned(), "localhost".to_owned());
+        let e = Resolver::new(&rules)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("fetch.resolve") && e.contains("not an IP address"),
+            "{e}"
+        );
+    }
+}
