@@ -818,3 +818,62 @@ fn a_tls_failure_on_robots_txt_fails_the_host_at_once_with_its_cause() {
         "{err}"
     );
 }
+
+#[test]
+fn per_host_settings_override_politeness_for_matching_hosts() {
+    let rt = sandcrawl_e2e::runtime();
+    let leaves = |ip: &'static str| {
+        rt.block_on(serve(ip, |req| async move {
+            match req.uri().path() {
+                "/robots.txt" => html(404, ""),
+                "/" => html(
+                    200,
+                    (0..20)
+                        .map(|i| format!("<a href=/p{i}>x</a>"))
+                        .collect::<String>(),
+                ),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    html(200, "leaf")
+                }
+            }
+        }))
+    };
+    let (fast, slow) = (leaves("127.0.0.1"), leaves("127.0.0.2"));
+    let st = tempdir("hosts");
+    let cfg = st.join("crawl.toml");
+    std::fs::write(&cfg, "[hosts.\"127.0.0.2\"]\nper_host = 1\ndelay_ms = 80\n").expect("write");
+    let (state, c) = (
+        st.join("state").display().to_string(),
+        cfg.display().to_string(),
+    );
+    let (fu, su) = (fast.url("/"), slow.url("/"));
+    let (status, _, err) = run_bin(
+        &[
+            "run",
+            "--config",
+            &c,
+            "--state",
+            &state,
+            "--no-progress",
+            "--per-host",
+            "4",
+            &fu,
+            &su,
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "{err}");
+    let max = |s: &Server| s.hits().iter().map(|h| h.concurrent).max().unwrap_or(0);
+    assert_eq!(max(&slow), 1, "[hosts.\"127.0.0.2\"] per_host = 1");
+    assert!(
+        min_gap(&slow) >= Duration::from_millis(75),
+        "{:?}",
+        min_gap(&slow)
+    );
+    assert!(
+        max(&fast) >= 2,
+        "the other host keeps --per-host 4: {}",
+        max(&fast)
+    );
+}

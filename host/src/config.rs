@@ -47,6 +47,8 @@ pub struct CrawlConfig {
     pub politeness: PolitenessConfig,
     pub fetch: FetchConfig,
     pub limits: Limits,
+    /// Per-host politeness, by host glob: `[hosts."*.example.com"] per_host = 2`.
+    pub hosts: BTreeMap<String, crate::politeness::HostSettings>,
     /// Per-plugin settings, by manifest name: `[plugins.NAME]`.
     pub plugins: BTreeMap<String, PluginSettings>,
 }
@@ -72,6 +74,7 @@ impl Default for CrawlConfig {
             politeness: PolitenessConfig::default(),
             fetch: FetchConfig::default(),
             limits: Limits::default(),
+            hosts: BTreeMap::new(),
             plugins: BTreeMap::new(),
         }
     }
@@ -245,6 +248,7 @@ impl CrawlConfig {
                     .map_err(|e| anyhow!("plugins.{name}.patterns: {e}"))?;
             }
         }
+        crate::politeness::Politeness::new(self.politeness.clone()).with_hosts(&self.hosts)?;
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }

@@ -306,7 +306,7 @@ pub async fn run(
         Duration::from_secs(cfg.progress_interval_s.max(1)),
     );
     let mut s = Scheduler {
-        politeness: Politeness::new(cfg.politeness.clone()),
+        politeness: Politeness::new(cfg.politeness.clone()).with_hosts(&cfg.hosts)?,
         query_variants: QueryVariants::new(cfg.scope.max_query_variants),
         cfg,
         shared,

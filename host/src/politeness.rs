@@ -70,6 +70,9 @@ struct Host {
     next_start: Option<Instant>,
     last_start: Option<Instant>,
     blocked_until: Option<Instant>,
+    /// This host's own limits (`[hosts."GLOB"]`, or the crawl's).
+    per_host: usize,
+    delay: Duration,
     crawl_delay: Duration,
     adaptive_delay: Duration,
     latency_ewma: Option<f64>,
@@ -79,6 +82,19 @@ pub struct Politeness {
     cfg: PolitenessConfig,
     hosts: HashMap<String, Host>,
     in_flight: usize,
+    /// `[hosts."GLOB"]` settings, most specific (longest pattern) first.
+    overrides: Vec<(globset::GlobMatcher, HostSettings)>,
+}
+
+/// `[hosts."GLOB"]`: politeness for the hosts a glob matches (`*.example.com`,
+/// `127.0.0.1:8080`). The longest matching pattern wins; unset keys keep the crawl's value.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostSettings {
+    /// Requests in flight to one such host.
+    pub per_host: Option<usize>,
+    /// Minimum time between request starts to one such host, in ms.
+    pub delay_ms: Option<u64>,
 }
 
 impl Politeness {
@@ -87,7 +103,46 @@ impl Politeness {
             cfg,
             hosts: HashMap::new(),
             in_flight: 0,
+            overrides: Vec::new(),
         }
+    }
+
+    /// Adds per-host settings; a bad glob is one line naming it.
+    pub fn with_hosts(
+        mut self,
+        hosts: &std::collections::BTreeMap<String, HostSettings>,
+    ) -> anyhow::Result<Self> {
+        let mut rules: Vec<(String, globset::GlobMatcher, HostSettings)> = Vec::new();
+        for (pattern, settings) in hosts {
+            if settings.per_host == Some(0) {
+                anyhow::bail!("hosts.\"{pattern}\".per_host must be at least 1");
+            }
+            let glob = globset::GlobBuilder::new(&pattern.to_ascii_lowercase())
+                .literal_separator(false)
+                .build()
+                .map_err(|e| anyhow::anyhow!("hosts.\"{pattern}\": {e}"))?;
+            rules.push((pattern.clone(), glob.compile_matcher(), settings.clone()));
+        }
+        rules.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
+        self.overrides = rules.into_iter().map(|(_, m, s)| (m, s)).collect();
+        Ok(self)
+    }
+
+    /// A host's limits: the most specific `[hosts]` rule matching its key (`name:port`) or
+    /// its name, over the crawl's.
+    fn limits_for(&self, host: &str) -> (usize, Duration) {
+        let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+        let rule = self
+            .overrides
+            .iter()
+            .find(|(m, _)| m.is_match(host) || m.is_match(name))
+            .map(|(_, s)| s);
+        (
+            rule.and_then(|s| s.per_host)
+                .unwrap_or(self.cfg.per_host)
+                .max(1),
+            Duration::from_millis(rule.and_then(|s| s.delay_ms).unwrap_or(self.cfg.delay_ms)),
+        )
     }
 
     pub fn config(&self) -> &PolitenessConfig {
@@ -95,6 +150,12 @@ impl Politeness {
     }
 
     fn host(&mut self, host: &str) -> &mut Host {
+        // A host's limits are looked up once, when it is first seen.
+        let (per_host, delay) = if self.hosts.contains_key(host) {
+            (1, Duration::ZERO)
+        } else {
+            self.limits_for(host)
+        };
         self.hosts.entry(host.to_owned()).or_insert(Host {
             in_flight: 0,
             next_start: None,
@@ -103,6 +164,8 @@ impl Politeness {
             crawl_delay: Duration::ZERO,
             adaptive_delay: Duration::ZERO,
             latency_ewma: None,
+            per_host,
+            delay,
         })
     }
 
@@ -126,7 +189,7 @@ impl Politeness {
         match self.hosts.get(host) {
             None => true,
             Some(h) => {
-                h.in_flight < self.cfg.per_host.max(1)
+                h.in_flight < h.per_host
                     && h.next_start.is_none_or(|t| now >= t)
                     && h.blocked_until.is_none_or(|t| now >= t)
             }
@@ -212,10 +275,9 @@ impl Politeness {
     }
 
     fn effective_delay(&self, host: &str) -> Duration {
-        let configured = Duration::from_millis(self.cfg.delay_ms);
         match self.hosts.get(host) {
-            Some(h) => configured.max(h.crawl_delay).max(h.adaptive_delay),
-            None => configured,
+            Some(h) => h.delay.max(h.crawl_delay).max(h.adaptive_delay),
+            None => self.limits_for(host).1,
         }
     }
 }
@@ -257,6 +319,55 @@ mod tests {
             },
         );
         assert!(p.can_start("a", now));
+    }
+
+    #[test]
+    fn per_host_settings_override_by_the_most_specific_glob() -> anyhow::Result<()> {
+        let mut hosts = std::collections::BTreeMap::new();
+        hosts.insert(
+            "*.example.com".to_owned(),
+            HostSettings {
+                per_host: Some(2),
+                delay_ms: Some(1000),
+            },
+        );
+        hosts.insert(
+            "slow.example.com".to_owned(),
+            HostSettings {
+                per_host: Some(1),
+                delay_ms: None,
+            },
+        );
+        let mut p = Politeness::new(PolitenessConfig::default()).with_hosts(&hosts)?;
+        let now = Instant::now();
+        p.started("a.example.com", now);
+        assert!(
+            !p.can_start("a.example.com", now),
+            "delay_ms = 1000 applies"
+        );
+        assert!(p.can_start("a.example.com", now + Duration::from_millis(1001)));
+        p.started("a.example.com", now + Duration::from_millis(1001));
+        assert!(
+            !p.can_start("a.example.com", now + Duration::from_secs(5)),
+            "per_host = 2"
+        );
+        p.started("slow.example.com", now);
+        // The most specific rule decides alone: its unset delay is the crawl's, not the glob's.
+        assert_eq!(p.limits_for("slow.example.com"), (1, Duration::ZERO));
+        assert_eq!(p.limits_for("other.org:8080"), (8, Duration::ZERO));
+        hosts.insert(
+            "bad".to_owned(),
+            HostSettings {
+                per_host: Some(0),
+                delay_ms: None,
+            },
+        );
+        assert!(
+            Politeness::new(PolitenessConfig::default())
+                .with_hosts(&hosts)
+                .is_err()
+        );
+        Ok(())
     }
 
     #[test]
