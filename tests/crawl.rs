@@ -2,7 +2,9 @@
 //! pages and items, dedup, limits, routing, downloads, hostile plugins, and crash safety
 //! (kill -9 and Ctrl+C at random points, then resume).
 
-use sandcrawl_e2e::{Server, demo_site, html, plugin, read_items, run_bin, serve, tempdir};
+use sandcrawl_e2e::{
+    Server, demo_site, html, plugin, read_items, run_bin, serve, summary, tempdir,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,11 +34,6 @@ fn run_crawl(state: &Path, extra: &[&str]) -> String {
     let (status, _out, err) = run_bin(&refs, LIMIT);
     assert!(status.success(), "crawl failed: {err}");
     err
-}
-
-fn summary(state: &Path) -> serde_json::Value {
-    let raw = std::fs::read(state.join("summary.json")).expect("summary.json");
-    serde_json::from_slice(&raw).expect("summary json")
 }
 
 /// Request paths that are pages (not robots.txt, not media).

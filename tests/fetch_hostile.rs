@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
 use sandcrawl::fetch::{FetchConfig, FetchError, Fetcher, Oversize};
-use sandcrawl_e2e::{Body, BoxError, Server, full, header, html, run_bin, serve, tempdir};
+use sandcrawl_e2e::{Body, BoxError, Server, full, header, html, run_bin, serve, summary, tempdir};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -428,7 +428,7 @@ fn crawl(site: &Server, extra: &[&str]) -> serde_json::Value {
     let (status, _, err) = run_bin(&args, Duration::from_secs(120));
     // 2: every fetch failed, which the failing-host tests provoke on purpose.
     assert!(matches!(status.code(), Some(0 | 2)), "{err}");
-    serde_json::from_slice(&std::fs::read(st.join("summary.json")).expect("summary")).expect("json")
+    summary(&st)
 }
 
 fn leaf_site(
@@ -773,9 +773,7 @@ fn many_headers_are_kept_and_an_oversized_head_fails_at_once() {
         Duration::from_secs(60),
     );
     assert_eq!(status.code(), Some(2), "its one fetch failed: {err}");
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(st.join("summary.json")).expect("summary"))
-            .expect("json");
+    let s: serde_json::Value = summary(&st);
     assert_eq!(s["errors"]["header_limit"], 1, "{s}");
     assert_eq!(s["retries"], 0, "{s}");
     let huge_hits = site.paths().iter().filter(|p| *p == "/huge").count();
@@ -803,9 +801,7 @@ fn a_tls_failure_on_robots_txt_fails_the_host_at_once_with_its_cause() {
         "{:?}",
         started.elapsed()
     );
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(st.join("summary.json")).expect("summary"))
-            .expect("json");
+    let s: serde_json::Value = summary(&st);
     assert_eq!(s["errors"]["tls"], 3, "{s}");
     assert_eq!(s["retries"], 0, "{s}");
     let cause = s["error_samples"]["tls"]["cause"].as_str().unwrap_or("");

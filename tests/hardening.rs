@@ -6,19 +6,13 @@
 
 use bytes::Bytes;
 use sandcrawl_e2e::{
-    Server, full, html, plugin, read_items, run_bin, run_measured, serve, tempdir,
+    Server, full, html, plugin, read_items, run_bin, run_measured, serve, summary, tempdir,
 };
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: u64 = 1024 * 1024;
-
-fn summary(state: &Path) -> serde_json::Value {
-    let raw = std::fs::read(state.join("summary.json")).expect("summary.json");
-    serde_json::from_slice(&raw).expect("summary json")
-}
 
 /// Runs a crawl of `seeds` with `extra` flags; returns (exit status, stderr, state dir).
 fn crawl(

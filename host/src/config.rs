@@ -249,6 +249,9 @@ impl CrawlConfig {
             }
         }
         crate::politeness::Politeness::new(self.politeness.clone()).with_hosts(&self.hosts)?;
+        crate::fetch::check_config(&self.fetch)?;
+        // Origins and ports are checked here; the seeds' part of the scope comes at run time.
+        crate::scope::Scope::new(&self.scope, &[])?;
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }
@@ -375,6 +378,24 @@ mod tests {
         assert_eq!(cfg.scope.deny, ["/cart/"]);
         assert!(cfg.plugins["products"].config.is_some());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_resolve_rules_and_origins_stop_at_config_time() {
+        for set in [
+            "fetch.resolve={ \"*.test\" = \"localhost\" }",
+            "scope.allowed_origins=[\"not an origin\"]",
+            "scope.allowed_domains=[\"example.com:http\"]",
+        ] {
+            let err = CrawlConfig::load(None, &[parse_set(set).unwrap()])
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains('\n'), "{set}: {err}");
+            assert!(
+                err.contains("fetch.resolve") || err.contains("scope."),
+                "{set}: {err}"
+            );
+        }
     }
 
     #[test]

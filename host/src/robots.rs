@@ -72,12 +72,12 @@ impl Robots {
     /// Parses a robots.txt body for `agent` (the product token, e.g. "sandcrawl").
     pub fn parse(agent: &str, body: &[u8]) -> Self {
         let body = sanitize(&body[..body.len().min(MAX_ROBOTS_BYTES)]);
-        let body = agent_lines_to_tokens(&body);
-        let body = &body[..];
-        if !has_group(body) {
+        if !has_group(&body) {
             // RFC 9309 §2.1: rules belong to groups; rules outside any group apply to no one.
             return Robots::allow_all("no user-agent groups; allowing all");
         }
+        let body = agent_lines_to_tokens(&body);
+        let body = &body[..];
         match texting_robots::Robot::new(agent, body) {
             Ok(robot) => Robots {
                 crawl_delay: robot
@@ -182,15 +182,10 @@ fn line_key(line: &[u8]) -> Option<String> {
 
 /// Rewrites every `User-agent:` value to its product token, as Google's parser reads it: the
 /// leading run of letters, `_` and `-` (`sandcrawl/2.1` and `sandcrawl*` are `sandcrawl`),
-/// or `*`. The rules parser then compares tokens exactly.
-fn agent_lines_to_tokens(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+/// or `*`. The rules parser then compares tokens exactly. Called only on a body that has
+/// groups (`has_group`).
+fn agent_lines_to_tokens(body: &[u8]) -> Vec<u8> {
     let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
-    if !body
-        .split(is_break)
-        .any(|l| line_key(l).as_deref() == Some("useragent"))
-    {
-        return std::borrow::Cow::Borrowed(body);
-    }
     // Lines end in LF, CR or CRLF (all three occur); the breaks are copied as they are.
     let mut out = Vec::with_capacity(body.len());
     let mut rest = body;
@@ -219,24 +214,13 @@ fn agent_lines_to_tokens(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         out.extend_from_slice(&tail[..brk]);
         rest = &tail[brk..];
     }
-    std::borrow::Cow::Owned(out)
+    out
 }
 
 /// Whether any line starts a group (`user-agent:`, with the spellings RFC 9309 parsers accept).
 fn has_group(body: &[u8]) -> bool {
-    body.split(|&b| b == b'\n' || b == b'\r').any(|line| {
-        let line = String::from_utf8_lossy(line)
-            .trim_start()
-            .to_ascii_lowercase();
-        let key: String = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
-            .collect();
-        line.contains(':') && key == "useragent"
-    })
+    body.split(|&b| b == b'\n' || b == b'\r')
+        .any(|line| line_key(line).as_deref() == Some("useragent"))
 }
 
 /// Skips a UTF-8 byte order mark, or the part of one a file starts with, the way Google's

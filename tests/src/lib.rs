@@ -237,6 +237,12 @@ pub async fn demo_site(ip: &str, delay: Duration) -> Server {
     .await
 }
 
+/// Reads a crawl's `STATE/summary.json`.
+pub fn summary(state: &Path) -> serde_json::Value {
+    let raw = std::fs::read(state.join("summary.json")).expect("summary.json");
+    serde_json::from_slice(&raw).expect("summary json")
+}
+
 /// Reads a JSONL items file.
 pub fn read_items(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

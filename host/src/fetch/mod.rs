@@ -838,6 +838,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Checks the settings that only the fetcher reads (`fetch.resolve`), so a bad one stops the
+/// crawl at config time, before anything is written.
+pub fn check_config(cfg: &FetchConfig) -> anyhow::Result<()> {
+    Resolver::new(&cfg.resolve).map(|_| ())
+}
+
 /// The page's encoding in the WHATWG order (see `charset`).
 pub fn detect_encoding(headers: &[(String, String)], body: &[u8]) -> &'static str {
     crate::charset::detect(headers, body)
