@@ -686,3 +686,251 @@ fn fetch_resolve_maps_many_host_names_to_loopback() {
     assert_eq!(robots, 20);
     assert_eq!(s["requests"], 40, "{s}");
 }
+
+/// 500 host names on one loopback server, one request at a time per host: every host gets
+/// its three pages and its robots.txt, no host ever sees two requests at once, and the crawl
+/// ends by itself.
+#[test]
+fn five_hundred_hosts_each_crawled_fully_and_politely() {
+    use std::sync::{Arc, Mutex};
+    // Per host: (requests in flight now, most in flight at once, requests served).
+    type PerHost = Arc<Mutex<HashMap<String, (usize, usize, usize)>>>;
+    let per_host: PerHost = Arc::default();
+    let rt = sandcrawl_e2e::runtime();
+    let track = Arc::clone(&per_host);
+    let site = rt.block_on(serve("127.0.0.1", move |req| {
+        let track = Arc::clone(&track);
+        async move {
+            let host = sandcrawl_e2e::header(&req, "host", "");
+            if let Ok(mut m) = track.lock() {
+                let e = m.entry(host.clone()).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(e.0);
+                e.2 += 1;
+            }
+            // Long enough that a second request to the same host would overlap.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Ok(mut m) = track.lock() {
+                m.entry(host).or_default().0 -= 1;
+            }
+            match req.uri().path() {
+                "/robots.txt" => html(404, ""),
+                "/" => html(200, "<a href=\"/a\">a</a> <a href=\"/b\">b</a>"),
+                _ => html(200, "<a href=\"/\">home</a> <a href=\"/a\">a</a>"),
+            }
+        }
+    }));
+    let port = site.addr.port();
+    let hosts = 500;
+    let st = tempdir("many-hosts");
+    let seeds_file = st.with_extension("seeds");
+    let seeds: String = (0..hosts)
+        .map(|i| format!("http://h{i}.many.test:{port}/\n"))
+        .collect();
+    std::fs::write(&seeds_file, seeds).expect("seeds file");
+    let sf = seeds_file.display().to_string();
+    run_crawl(
+        &st,
+        &[
+            "--seeds-file",
+            &sf,
+            "--per-host",
+            "1",
+            "--concurrency",
+            "64",
+            "--set",
+            "fetch.resolve={ \"*.many.test\" = \"127.0.0.1\" }",
+        ],
+    );
+    let s = summary(&st);
+    assert_eq!(s["pages"], 3 * hosts, "{s}");
+    assert_eq!(s["requests"], 4 * hosts, "{s}");
+    let m = per_host.lock().map(|m| m.clone()).unwrap_or_default();
+    assert_eq!(m.len(), hosts);
+    for (host, (_, most, served)) in &m {
+        assert_eq!(*served, 4, "{host}: robots.txt and three pages, each once");
+        assert_eq!(*most, 1, "{host}: per_host = 1 held");
+    }
+    std::fs::remove_file(&seeds_file).ok();
+}
+
+/// A site whose robots.txt names a sitemap index: a nested index (one level too deep at the
+/// end), a gzip urlset with lastmod dates, a text sitemap, malformed XML and a missing file.
+fn sitemap_site() -> (tokio::runtime::Runtime, Server) {
+    use std::io::Write as _;
+    let rt = sandcrawl_e2e::runtime();
+    let urlset = |entries: &[(&str, &str)]| {
+        let mut x = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">"#,
+        );
+        for (loc, lastmod) in entries {
+            x.push_str(&format!("<url><loc>{loc}</loc>"));
+            if !lastmod.is_empty() {
+                x.push_str(&format!("<lastmod>{lastmod}</lastmod>"));
+            }
+            x.push_str("</url>");
+        }
+        x + "</urlset>"
+    };
+    let index = |locs: &[&str]| {
+        let mut x = String::from("<sitemapindex>");
+        for l in locs {
+            x.push_str(&format!("<sitemap><loc>{l}</loc></sitemap>"));
+        }
+        x + "</sitemapindex>"
+    };
+    let site = rt.block_on(serve("127.0.0.1", move |req| {
+        let host = sandcrawl_e2e::header(&req, "host", "");
+        let base = format!("http://{host}");
+        let path = req.uri().path().to_owned();
+        let gz = {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let body = urlset(&[
+                (&format!("{base}/p/new"), "2024-06-01T10:00:00+00:00"),
+                (&format!("{base}/p/old"), "2020-01-01"),
+                (&format!("{base}/p/undated"), ""),
+                (&format!("{base}/p/secret"), ""),
+                ("http://elsewhere.test/p/x", ""),
+            ]);
+            enc.write_all(body.as_bytes()).expect("gzip");
+            enc.finish().expect("gzip")
+        };
+        let body: Option<(u16, Vec<u8>)> = match path.as_str() {
+            "/robots.txt" => Some((
+                200,
+                format!("User-agent: *\nDisallow: /p/secret\nSitemap: {base}/sm/index.xml\n")
+                    .into_bytes(),
+            )),
+            "/sm/index.xml" => Some((
+                200,
+                index(&[
+                    "/sm/pages.xml.gz",
+                    "/sm/list.txt",
+                    "/sm/n1.xml",
+                    "/sm/broken.xml",
+                    "/sm/missing.xml",
+                ])
+                .into_bytes(),
+            )),
+            "/sm/pages.xml.gz" => Some((200, gz)),
+            "/sm/list.txt" => Some((
+                200,
+                format!("{base}/p/text1\n{base}/p/text2\n{base}/p/new\n").into_bytes(),
+            )),
+            "/sm/n1.xml" => Some((200, index(&["/sm/n2.xml"]).into_bytes())),
+            "/sm/n2.xml" => Some((200, index(&["/sm/n3.xml"]).into_bytes())),
+            "/sm/n3.xml" => Some((200, index(&["/sm/n4.xml"]).into_bytes())),
+            "/sm/n4.xml" => Some((200, urlset(&[(&format!("{base}/p/too-deep"), "")]).into_bytes())),
+            "/sm/broken.xml" => Some((
+                200,
+                format!("<urlset><url><loc>{base}/p/before-fault</loc></url><url><loc>{base}/p/x</loc><!-- never closed")
+                    .into_bytes(),
+            )),
+            "/sitemap.xml" => Some((200, urlset(&[(&format!("{base}/p/fallback"), "")]).into_bytes())),
+            p if p == "/" || p.starts_with("/p/") => Some((200, b"<p>no links</p>".to_vec())),
+            _ => None,
+        };
+        async move {
+            match body {
+                Some((status, b)) => html(status, b),
+                None => html(404, "not here"),
+            }
+        }
+    }));
+    (rt, site)
+}
+
+#[test]
+fn sitemaps_seed_the_crawl_through_scope_robots_dedup_and_since() {
+    let (_rt, site) = sitemap_site();
+    let st = tempdir("sitemaps");
+    let root = site.url("/");
+    let err = run_crawl(&st, &[&root, "--sitemaps", "--since", "2024-01-01"]);
+    let s = summary(&st);
+    let mut pages: Vec<String> = page_paths(&site)
+        .into_iter()
+        .filter(|p| !p.starts_with("/sm/"))
+        .collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        [
+            "/",
+            "/p/before-fault",
+            "/p/new",
+            "/p/text1",
+            "/p/text2",
+            "/p/undated",
+        ],
+        "old, disallowed, off-site and too-deep entries are not fetched; /p/new once: {s}"
+    );
+    let sm = &s["sitemaps"];
+    // index, pages.xml.gz, list.txt, n1, n2, n3, broken: n4 is one level too deep.
+    assert_eq!(sm["files"], 7, "{s}");
+    let errors = sm["errors"].to_string();
+    assert!(errors.contains("broken.xml: malformed XML"), "{errors}");
+    assert!(
+        errors.contains("missing.xml") && errors.contains("404"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("n4.xml: sitemap indexes nested deeper than 3 levels"),
+        "{errors}"
+    );
+    assert!(!site.paths().contains(&"/sm/n4.xml".to_owned()));
+    assert_eq!(s["skipped"]["sitemap_older_than_since"], 1, "{s}");
+    assert_eq!(s["skipped"]["off_domain"], 1, "{s}");
+    assert_eq!(s["skipped"]["robots_disallowed"], 1, "{s}");
+    assert!(err.contains("sitemaps: 7 files"), "{err}");
+}
+
+#[test]
+fn sitemaps_fall_back_to_sitemap_xml_and_are_off_by_default() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        let host = sandcrawl_e2e::header(&req, "host", "");
+        match req.uri().path() {
+            "/robots.txt" => html(200, "User-agent: *\nAllow: /\n"),
+            "/sitemap.xml" => html(
+                200,
+                format!("<urlset><url><loc>http://{host}/listed</loc></url></urlset>"),
+            ),
+            _ => html(200, "<p>no links</p>"),
+        }
+    }));
+    let st = tempdir("sitemap-off");
+    run_crawl(&st, &[&site.url("/")]);
+    assert!(
+        !site.paths().contains(&"/sitemap.xml".to_owned()),
+        "off unless asked"
+    );
+    assert!(summary(&st).get("sitemaps").is_none());
+
+    let st = tempdir("sitemap-fallback");
+    run_crawl(&st, &[&site.url("/"), "--sitemaps"]);
+    assert!(site.paths().contains(&"/listed".to_owned()));
+    assert_eq!(summary(&st)["sitemaps"]["files"], 1);
+}
+
+#[test]
+fn urls_are_fetched_as_written_and_deduplicated_by_their_normal_form() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        match req.uri().path() {
+            "/robots.txt" => html(404, ""),
+            "/" => html(
+                200,
+                "<a href=\"/p?flag\">1</a> <a href=\"/p?flag=\">same page for dedup</a> \
+                 <a href=\"/q?b=2&amp;a=1\">2</a> <a href=\"/q?a=1&amp;b=2\">same</a> \
+                 <a href=\"/s?q=a%20b\">3</a> <a href=\"/t#frag\">4</a>",
+            ),
+            _ => html(200, "<p>leaf</p>"),
+        }
+    }));
+    let st = tempdir("as-written");
+    run_crawl(&st, &[&site.url("/")]);
+    let mut asked: Vec<String> = page_paths(&site);
+    asked.sort();
+    // What the page wrote goes on the wire (the first spelling of each page), once.
+    assert_eq!(asked, ["/", "/p?flag", "/q?b=2&a=1", "/s?q=a%20b", "/t"]);
+}

@@ -337,7 +337,8 @@ fn encodings_are_detected_and_bad_bytes_do_not_panic() {
         );
         let r = get(&f, &s.url("/bad-utf8")).await.0.expect("bad utf8");
         assert_eq!(r.encoding, "UTF-8");
-        let links = sandcrawl::links::extract(&r.final_url, &r.body, r.encoding, usize::MAX).links;
+        let links =
+            sandcrawl::extract::extract(&r.final_url, &r.body, r.encoding, usize::MAX).links;
         assert!(links.is_empty());
     });
 }

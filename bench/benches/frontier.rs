@@ -6,7 +6,9 @@
 //!
 //! The point: memory must stay flat as the frontier grows, because URLs live on disk (fjall), not in RAM.
 
-use sandcrawl::frontier::{FjallFrontier, Frontier, NewUrl, Outcome, UrlKind, UrlRecord};
+use sandcrawl::frontier::{
+    Completion, FjallFrontier, Frontier, NewUrl, Outcome, UrlKind, UrlRecord,
+};
 use std::time::Instant;
 
 fn rss_mb(field: &str) -> f64 {
@@ -91,7 +93,7 @@ fn main() {
             t_lease += t0.elapsed();
             if let Some(l) = leased {
                 let t1 = Instant::now();
-                f.complete(&l, Outcome::Done, true, &[], Vec::new(), &token)
+                f.complete(&l, Completion::new(Outcome::Done, &token).page())
                     .unwrap_or_else(|e| panic!("{e:#}"));
                 t_complete += t1.elapsed();
                 done += 1;

@@ -109,7 +109,7 @@ fn main() {
     let page_url = url::Url::parse(url).unwrap_or_else(|e| panic!("{e}"));
     measure("host link follower (lol_html), native", n, || {
         assert!(
-            !sandcrawl::links::extract(&page_url, &body, "UTF-8", usize::MAX)
+            !sandcrawl::extract::extract(&page_url, &body, "UTF-8", usize::MAX)
                 .links
                 .is_empty()
         );

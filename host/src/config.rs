@@ -23,6 +23,12 @@ pub struct CrawlConfig {
     pub seeds_file: Option<PathBuf>,
     /// Plugin files or folders of `*.wasm`.
     pub plugin_paths: Vec<PathBuf>,
+    /// Also seed from the seeds' sitemaps: the `Sitemap:` lines of robots.txt, or
+    /// `/sitemap.xml` when it names none.
+    pub seeds_from_sitemaps: bool,
+    /// Only sitemap entries whose `lastmod` is on or after this date (`YYYY-MM-DD`); entries
+    /// without `lastmod` are kept.
+    pub sitemaps_since: Option<String>,
     /// Crawl state (frontier, dedup, resume). Running again on it resumes.
     pub state: PathBuf,
     /// Items file; "-" is stdout (not resumable). Default: STATE/items.jsonl (or .csv).
@@ -59,6 +65,8 @@ impl Default for CrawlConfig {
             seeds: Vec::new(),
             seeds_file: None,
             plugin_paths: Vec::new(),
+            seeds_from_sitemaps: false,
+            sitemaps_since: None,
             state: PathBuf::from("sandcrawl-state"),
             output: None,
             format: Format::Jsonl,
@@ -251,7 +259,19 @@ impl CrawlConfig {
         crate::politeness::Politeness::new(self.politeness.clone()).with_hosts(&self.hosts)?;
         crate::fetch::check_config(&self.fetch)?;
         // Origins and ports are checked here; the seeds' part of the scope comes at run time.
-        crate::scope::Scope::new(&self.scope, &[])?;
+        crate::crawl::scope::Scope::new(&self.scope, &[])?;
+        if let Some(d) = &self.sitemaps_since
+            && crate::sitemap::Date::parse(d).is_none()
+        {
+            bail!(
+                "sitemaps_since (--since) {d:?} is not a date; write it as YYYY-MM-DD, e.g. 2024-01-31"
+            );
+        }
+        if self.sitemaps_since.is_some() && !self.seeds_from_sitemaps {
+            bail!(
+                "sitemaps_since (--since) filters sitemap entries; add --sitemaps (seeds_from_sitemaps = true) or drop it"
+            );
+        }
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }

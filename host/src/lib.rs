@@ -3,18 +3,19 @@
 
 pub mod charset;
 pub mod config;
+pub mod crawl;
 pub mod demo;
-pub mod engine;
 pub mod escape;
+pub mod extract;
 pub mod fetch;
 pub mod frontier;
 #[cfg(test)]
 mod fuzz;
-pub mod links;
 pub mod normalize;
 pub mod plugin;
 pub mod politeness;
 pub mod progress;
 pub mod robots;
-pub mod scope;
 pub mod sink;
+pub mod sitemap;
+pub mod summary;

@@ -1,7 +1,8 @@
 //! URL normalization and fingerprints: decides when two URLs are "the same page".
 //!
 //! It owns the canonical form used for dedup and nothing else: it does not decide scope or
-//! whether a URL is fetched. The `url` crate already lowercases scheme and host, drops
+//! whether a URL is fetched, and the canonical form never goes on the wire (a URL is fetched
+//! as written; only its fingerprint comes from this form, as in Scrapy). The `url` crate already lowercases scheme and host, drops
 //! default ports, resolves dot-segments and normalizes percent-encoding; on top of that this
 //! module drops fragments, sorts query arguments and removes tracking parameters. Every rule
 //! can be switched off in `[normalize]`.
@@ -50,6 +51,14 @@ impl NormalizeConfig {
         let mut url = Url::parse(raw.trim()).ok()?;
         self.apply(&mut url);
         matches!(url.scheme(), "http" | "https").then_some(url)
+    }
+
+    /// The fingerprint a URL is deduplicated by: that of its normalized form. The URL itself
+    /// is fetched as written.
+    pub fn fingerprint(&self, url: &Url) -> Fingerprint {
+        let mut u = url.clone();
+        self.apply(&mut u);
+        fingerprint(&u)
     }
 
     /// Normalizes an already-parsed URL in place.

@@ -282,17 +282,6 @@ impl Politeness {
     }
 }
 
-/// Parses Retry-After in both forms: delta-seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        // Larger than u64 seconds is still "a very long time", clamped by the caller.
-        return Some(v.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,18 +383,8 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        // Larger than u64: clamped, not ignored.
-        let huge = parse_retry_after("99999999999999999999999999", now);
+        // Larger than u64 seconds: clamped, not ignored.
+        let huge = crate::fetch::parse_retry_after("99999999999999999999999999", now);
         assert_eq!(huge, Some(Duration::MAX));
         let p = Politeness::new(PolitenessConfig::default());
         assert_eq!(

@@ -1,8 +1,8 @@
 //! Progress reporting: an `indicatif` line on a terminal, plain periodic log lines
 //! otherwise. It reads counters; it never changes crawl state.
 
-use crate::engine::Summary;
 use crate::frontier::Counters;
+use crate::summary::Summary;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;

@@ -7,8 +7,10 @@
 //! classified so the caller can retry or give up.
 
 mod budget;
+mod disposition;
 mod resolve;
 pub use budget::{BudgetHold, ByteBudget};
+pub use disposition::{Disposition, Failure, TRUNCATED_HEADER, parse_retry_after};
 use resolve::Resolver;
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
@@ -752,12 +754,14 @@ fn basic_auth(url: &Url) -> Option<String> {
     ))
 }
 
-/// Classifies by the types in the error's source chain (hyper's parse errors, rustls'
-/// errors, I/O error kinds); only a DNS failure, which hyper-util reports as an opaque
-/// connect error, is recognised by its text.
+/// Classifies by the types in the error's source chain (our resolver's `DnsError`, hyper's
+/// parse errors, rustls' errors, I/O error kinds), never by message text.
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {
     let text = error_chain(&e);
     for err in causes(&e) {
+        if err.downcast_ref::<resolve::DnsError>().is_some() {
+            return FetchError::Dns(text);
+        }
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_parse_too_large() {
                 return FetchError::HeaderLimit(text);
@@ -775,10 +779,7 @@ fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {
             return FetchError::Timeout("connect (fetch.connect_timeout_ms)");
         }
     }
-    let lower = text.to_ascii_lowercase();
-    if e.is_connect() && (lower.contains("dns error") || lower.contains("failed to lookup")) {
-        FetchError::Dns(text)
-    } else if e.is_connect() {
+    if e.is_connect() {
         FetchError::Connect(text)
     } else {
         FetchError::Broken(text)

@@ -54,6 +54,16 @@ impl Resolver {
 
 type Addrs = std::vec::IntoIter<SocketAddr>;
 
+/// A name lookup that failed or found no address. The connector wraps it (in an
+/// `io::Error`), and the fetcher finds it by type in the error's source chain: DNS failures
+/// are told from connect failures without reading any message.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup of {host} failed: {why}")]
+pub struct DnsError {
+    host: String,
+    why: String,
+}
+
 impl tower_service::Service<Name> for Resolver {
     type Response = Addrs;
     type Error = std::io::Error;
@@ -68,8 +78,19 @@ impl tower_service::Service<Name> for Resolver {
         if let Some(ip) = self.lookup(name.as_str()) {
             return Box::pin(async move { Ok(vec![SocketAddr::new(ip, 0)].into_iter()) });
         }
+        let host = name.as_str().to_owned();
         let lookup = self.system.call(name);
-        Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+        Box::pin(async move {
+            let fail = |why: String| std::io::Error::other(DnsError { host, why });
+            let addrs: Vec<SocketAddr> = match lookup.await {
+                Ok(a) => a.collect(),
+                Err(e) => return Err(fail(e.to_string())),
+            };
+            if addrs.is_empty() {
+                return Err(fail("no address".into()));
+            }
+            Ok(addrs.into_iter())
+        })
     }
 }
 

@@ -168,6 +168,23 @@ impl Scope {
 
     /// Origin, pattern and URL-shape rules (not depth, not query variants).
     pub fn check_url(&self, url: &Url) -> Result<(), OutOfScope> {
+        self.check_origin(url)?;
+        if let Some(deny) = &self.deny
+            && deny.is_match(url.as_str())
+        {
+            return Err(OutOfScope::DeniedPattern);
+        }
+        if let Some(allow) = &self.allow
+            && !allow.is_match(url.as_str())
+        {
+            return Err(OutOfScope::NotAllowedPattern);
+        }
+        self.check_shape(url)
+    }
+
+    /// The origin rules alone: an allowed domain, on an allowed scheme and port. Sitemap
+    /// files are fetched from any in-scope origin, whatever the URL patterns say.
+    pub fn check_origin(&self, url: &Url) -> Result<(), OutOfScope> {
         let host = url.host_str().unwrap_or("").to_ascii_lowercase();
         let in_domain = |d: &str| {
             host == d
@@ -194,17 +211,7 @@ impl Scope {
         if !origin_ok {
             return Err(OutOfScope::OffOrigin);
         }
-        if let Some(deny) = &self.deny
-            && deny.is_match(url.as_str())
-        {
-            return Err(OutOfScope::DeniedPattern);
-        }
-        if let Some(allow) = &self.allow
-            && !allow.is_match(url.as_str())
-        {
-            return Err(OutOfScope::NotAllowedPattern);
-        }
-        self.check_shape(url)
+        Ok(())
     }
 
     /// Heritrix-style trap rules on the path: too many segments, or one segment repeated

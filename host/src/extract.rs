@@ -3,7 +3,7 @@
 //!
 //! It uses lol_html, the same streaming parser design the plugins use, because it is built
 //! for hostile input with bounded memory. It only proposes URLs; scope, robots and dedup
-//! are decided by the engine.
+//! are decided by the crawl scheduler.
 
 use lol_html::html_content::Element;
 use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, element};

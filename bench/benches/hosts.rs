@@ -1,0 +1,167 @@
+//! Broad crawls: does the cost per page stay flat as the number of hosts grows? The real
+//! `sandcrawl` binary (target/release, built by `./dev build`) crawls 40,000 pages spread
+//! over 4, 1,000 and 10,000 host names, all resolved to one loopback server in this process
+//! (`fetch.resolve`). Reported: the crawler's own CPU per page (the child's rusage, so the
+//! server's work is not counted), and its ratio to the 4-host figure. Runs are interleaved
+//! and repeated (HOSTS_ROUNDS, default 3), and the median is reported, because the machine
+//! is shared.
+//!
+//!     ./dev build && cargo bench -p sandcrawl-bench --bench hosts
+//!
+//! robots.txt is off (`--no-robots`): with it, every host costs one more request, which is
+//! the crawl's work, not the scheduler's. Each host is a binary tree of pages (page n links
+//! to 2n and 2n+1), so every page is found by a link.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const PAGES: u64 = 40_000;
+
+/// CPU seconds of this process's waited-for children (cutime + cstime).
+fn children_cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // cutime and cstime are fields 16 and 17 of /proc/self/stat (14 and 15 after the ')').
+    (ticks(13) + ticks(14)) / 100.0
+}
+
+/// Page n of a site of `per_host` pages: links to its two children that exist.
+fn page(path: &str, per_host: u64) -> String {
+    let n: u64 = path.trim_start_matches('/').parse().unwrap_or(1).max(1);
+    let mut body = format!("<html><body><h1>page {n}</h1>");
+    for c in [2 * n, 2 * n + 1] {
+        if c <= per_host {
+            body.push_str(&format!("<a href=\"/{c}\">child {c}</a>"));
+        }
+    }
+    body + &"<p>filler text for a page of a realistic size</p>".repeat(20) + "</body></html>"
+}
+
+async fn serve(per_host: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let per_host = per_host.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let n = per_host.load(std::sync::atomic::Ordering::Relaxed);
+                    let body = page(req.uri().path(), n);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-type", "text/html; charset=utf-8")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap_or_default(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = std::env::var_os("SANDCRAWL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/sandcrawl"));
+    if !bin.exists() {
+        println!("{} is missing; run ./dev build first", bin.display());
+        return;
+    }
+    let rounds: usize = std::env::var("HOSTS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let per_host = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let port = rt.block_on(serve(per_host.clone()));
+    let configs: [u64; 3] = [4, 1_000, 10_000];
+    let mut cpu_per_page: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let tmp = std::env::temp_dir().join(format!("sandcrawl-bench-hosts-{}", std::process::id()));
+    for round in 1..=rounds {
+        for (k, &hosts) in configs.iter().enumerate() {
+            let pages_per_host = PAGES / hosts;
+            per_host.store(pages_per_host, std::sync::atomic::Ordering::Relaxed);
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("{e}"));
+            let seeds = tmp.join("seeds.txt");
+            let list: String = (0..hosts)
+                .map(|i| format!("http://h{i}.bench.test:{port}/1\n"))
+                .collect();
+            std::fs::write(&seeds, list).unwrap_or_else(|e| panic!("{e}"));
+            let (cpu0, t0) = (children_cpu(), Instant::now());
+            let out = std::process::Command::new(&bin)
+                .args(["run", "--no-robots", "--no-progress", "--log-level", "warn"])
+                .arg("--state")
+                .arg(tmp.join("state"))
+                .arg("--seeds-file")
+                .arg(&seeds)
+                .args(["--concurrency", "64", "--per-host", "4"])
+                .args([
+                    "--set",
+                    "fetch.resolve={ \"*.bench.test\" = \"127.0.0.1\" }",
+                ])
+                .output()
+                .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+            let (wall, cpu) = (t0.elapsed().as_secs_f64(), children_cpu() - cpu0);
+            let summary: serde_json::Value = std::fs::read(tmp.join("state/summary.json"))
+                .ok()
+                .and_then(|raw| serde_json::from_slice(&raw).ok())
+                .unwrap_or_default();
+            let pages = summary["pages"].as_u64().unwrap_or(0);
+            if !out.status.success() || pages != pages_per_host * hosts {
+                panic!(
+                    "{hosts} hosts: exit {:?}, {pages} pages; {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let us = cpu * 1e6 / pages as f64;
+            cpu_per_page[k].push(us);
+            println!(
+                "round {round}: {hosts:>6} hosts x {pages_per_host:>5} pages: {pages} pages in {wall:.2} s ({:.0} pages/s), {cpu:.2} CPU-s, {us:.1} µs CPU/page",
+                pages as f64 / wall
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let base = median(&mut cpu_per_page[0]);
+    println!("median CPU per page over {rounds} rounds:");
+    for (k, hosts) in configs.iter().enumerate() {
+        let m = median(&mut cpu_per_page[k]);
+        println!(
+            "  {hosts:>6} hosts: {m:.1} µs/page, {:.2} x the 4-host figure",
+            m / base
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The command line: one file per subcommand (`run`, `demo`, `plugins`, `parse`), each
+//! turning its flags into a call on the library and an exit code. It owns flags, exit codes
+//! and what is printed for a person; it must not crawl, fetch or parse itself.
+
+mod demo;
+mod parse;
+mod plugins;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use run::RunArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "sandcrawl",
+    version,
+    about = "A web crawler whose parse logic runs in sandboxed WebAssembly plugins"
+)]
+pub struct Cli {
+    /// Log filter, e.g. "info", "debug", "sandcrawl=debug" (or SANDCRAWL_LOG).
+    #[arg(long, global = true, env = "SANDCRAWL_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Crawl: seeds → frontier → fetch → plugins → items. Re-running on the same --state resumes.
+    Run(RunArgs),
+    /// Serve the bundled demo site on 127.0.0.1 and crawl it with the given plugins.
+    Demo(RunArgs),
+    /// Serve the bundled demo site until Ctrl+C (to point your own crawls at).
+    ServeDemo {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        addr: SocketAddr,
+    },
+    /// Inspect plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
+    /// Run one plugin on a saved page, offline, and print its items and links as JSON.
+    Parse(parse::ParseArgs),
+}
+
+#[derive(Subcommand)]
+pub enum PluginsCmd {
+    /// List the plugins in a folder: name, version, WIT version, sha256, URL patterns.
+    List {
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate one plugin file; exits non-zero with the reason if it cannot be loaded.
+    Check { file: PathBuf },
+}
+
+pub async fn dispatch(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Run(args) => run::run(args).await,
+        Command::Demo(args) => demo::demo(args).await,
+        Command::ServeDemo { addr } => demo::serve(addr).await,
+        Command::Plugins(PluginsCmd::List { dir, json }) => plugins::list(&dir, json).await,
+        Command::Plugins(PluginsCmd::Check { file }) => plugins::check(&file).await,
+        Command::Parse(args) => parse::parse_offline(args).await,
+    }
+}

@@ -1,0 +1,270 @@
+//! `sandcrawl run`: flags into a config, plugins loaded, the crawl run with Ctrl+C wired to a
+//! graceful stop, the summary printed, and the exit code chosen (see README, "Exit codes").
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use sandcrawl::config::{CrawlConfig, parse_set};
+use sandcrawl::escape::escape;
+use sandcrawl::plugin::Runtime;
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+
+#[derive(Args, Default)]
+pub struct RunArgs {
+    /// Seed URLs.
+    pub(super) seeds: Vec<String>,
+    /// TOML config file; flags override its keys.
+    #[arg(long)]
+    pub(super) config: Option<PathBuf>,
+    /// Plugin files or folders of *.wasm (repeatable).
+    #[arg(long = "plugins")]
+    plugin_path: Vec<PathBuf>,
+    /// File with one seed URL per line.
+    #[arg(long)]
+    seeds_file: Option<PathBuf>,
+    /// Also seed from the seeds' sitemaps (robots.txt `Sitemap:` lines, else /sitemap.xml).
+    #[arg(long)]
+    sitemaps: bool,
+    /// With --sitemaps: only entries whose lastmod is on or after DATE (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Crawl state directory (resume by running again with the same one).
+    #[arg(long)]
+    pub(super) state: Option<PathBuf>,
+    /// Items file ("-" for stdout). Default: STATE/items.jsonl.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Output format: jsonl or csv.
+    #[arg(long)]
+    format: Option<String>,
+    /// Folder for downloaded files. Default: STATE/files.
+    #[arg(long)]
+    files_dir: Option<PathBuf>,
+    #[arg(long)]
+    max_depth: Option<u32>,
+    #[arg(long)]
+    max_pages: Option<u64>,
+    #[arg(long)]
+    max_pages_per_host: Option<u64>,
+    /// Allowed domain (repeatable; subdomains included). Default: the seeds' hosts.
+    #[arg(long = "allow-domain")]
+    allow_domain: Vec<String>,
+    /// URL regex that must match (repeatable).
+    #[arg(long)]
+    allow: Vec<String>,
+    /// URL regex that excludes (repeatable).
+    #[arg(long)]
+    deny: Vec<String>,
+    /// Requests in flight overall.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Requests in flight per host.
+    #[arg(long)]
+    per_host: Option<usize>,
+    /// Minimum ms between requests to one host.
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// Extra request header "Name: value" (repeatable).
+    #[arg(long)]
+    header: Vec<String>,
+    /// Ignore robots.txt (only for sites you own).
+    #[arg(long)]
+    no_robots: bool,
+    /// Do not follow links on pages no plugin claims.
+    #[arg(long)]
+    no_follow: bool,
+    /// No progress line.
+    #[arg(long)]
+    no_progress: bool,
+    /// Set any config key: --set politeness.adaptive=true (repeatable; TOML values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> Result<Vec<(String, toml::Value)>> {
+        use toml::Value as V;
+        let mut o: Vec<(String, V)> = Vec::new();
+        let s = |p: &Path| V::String(p.display().to_string());
+        let list = |v: &[String]| V::Array(v.iter().cloned().map(V::String).collect());
+        for kv in &self.set {
+            o.push(parse_set(kv)?);
+        }
+        if !self.seeds.is_empty() {
+            o.push(("seeds".into(), list(&self.seeds)));
+        }
+        if !self.plugin_path.is_empty() {
+            o.push((
+                "plugin_paths".into(),
+                V::Array(self.plugin_path.iter().map(|p| s(p)).collect()),
+            ));
+        }
+        if self.sitemaps {
+            o.push(("seeds_from_sitemaps".into(), V::Boolean(true)));
+        }
+        if let Some(d) = &self.since {
+            o.push(("sitemaps_since".into(), V::String(d.clone())));
+        }
+        if let Some(p) = &self.seeds_file {
+            o.push(("seeds_file".into(), s(p)));
+        }
+        if let Some(p) = &self.state {
+            o.push(("state".into(), s(p)));
+        }
+        if let Some(p) = &self.out {
+            o.push(("output".into(), s(p)));
+        }
+        if let Some(f) = &self.format {
+            o.push(("format".into(), V::String(f.clone())));
+        }
+        if let Some(p) = &self.files_dir {
+            o.push(("files_dir".into(), s(p)));
+        }
+        let int = |n: u64| V::Integer(n.min(i64::MAX as u64) as i64);
+        if let Some(n) = self.max_depth {
+            o.push(("scope.max_depth".into(), int(n.into())));
+        }
+        if let Some(n) = self.max_pages {
+            o.push(("scope.max_pages".into(), int(n)));
+        }
+        if let Some(n) = self.max_pages_per_host {
+            o.push(("scope.max_pages_per_host".into(), int(n)));
+        }
+        if !self.allow_domain.is_empty() {
+            o.push(("scope.allowed_domains".into(), list(&self.allow_domain)));
+        }
+        if !self.allow.is_empty() {
+            o.push(("scope.allow".into(), list(&self.allow)));
+        }
+        if !self.deny.is_empty() {
+            o.push(("scope.deny".into(), list(&self.deny)));
+        }
+        if let Some(n) = self.concurrency {
+            o.push(("politeness.concurrency".into(), int(n as u64)));
+        }
+        if let Some(n) = self.per_host {
+            o.push(("politeness.per_host".into(), int(n as u64)));
+        }
+        if let Some(n) = self.delay_ms {
+            o.push(("politeness.delay_ms".into(), int(n)));
+        }
+        if let Some(ua) = &self.user_agent {
+            o.push(("fetch.user_agent".into(), V::String(ua.clone())));
+        }
+        for h in &self.header {
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow!("--header {h:?}: expected \"Name: value\""))?;
+            o.push((
+                format!("fetch.headers.{}", k.trim()),
+                V::String(v.trim().to_owned()),
+            ));
+        }
+        if self.no_robots {
+            o.push(("politeness.respect_robots".into(), V::Boolean(false)));
+        }
+        if self.no_follow {
+            o.push(("follow_unclaimed".into(), V::Boolean(false)));
+        }
+        if self.no_progress {
+            o.push(("progress".into(), V::Boolean(false)));
+        }
+        Ok(o)
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<i32> {
+    let cfg = CrawlConfig::load(args.config.as_deref(), &args.overrides()?)?;
+    crawl(cfg).await
+}
+
+/// Loads the crawl's plugins; a file that cannot be loaded is one line in the log and in
+/// the returned list (which goes into summary.json), and the others still run.
+async fn load_plugins(cfg: &CrawlConfig) -> Result<(Vec<sandcrawl::plugin::Plugin>, Vec<String>)> {
+    if cfg.plugin_paths.is_empty() {
+        tracing::warn!("no plugins given (--plugins): only the built-in link follower runs");
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let rt = Runtime::new(cfg.limits.clone(), cfg.cache_path())?;
+    let (mut plugins, errors) = rt.load_paths(&cfg.plugin_paths).await?;
+    for e in &errors {
+        tracing::error!("plugin not loaded: {e}");
+    }
+    for p in &mut plugins {
+        if let Some(s) = cfg.plugins.get(&p.info.name) {
+            if let Some(c) = &s.config {
+                let json = serde_json::to_value(c)
+                    .map_err(|e| anyhow!("plugins.{}.config: {e}", p.info.name))?;
+                p.set_config(&json);
+            }
+            if let Some(pats) = &s.patterns {
+                p.set_patterns(pats.clone())
+                    .map_err(|e| anyhow!("plugins.{}.patterns: {e}", p.info.name))?;
+            }
+        }
+        tracing::info!(plugin = %p.info.name, version = %escape(&p.info.version), wit = %p.info.wit_version, "loaded {}", p.info.path.display());
+    }
+    for name in cfg.plugins.keys() {
+        if !plugins.iter().any(|p| &p.info.name == name) {
+            tracing::warn!("config has [plugins.{name}] but no plugin of that name is loaded");
+        }
+    }
+    Ok((plugins, errors))
+}
+
+/// Exit code of a crawl whose every fetch failed (nothing was fetched at all).
+const EXIT_ALL_FAILED: i32 = 2;
+/// Exit code of a crawl that ran to its end but could not load every plugin it was given.
+const EXIT_PLUGINS_REFUSED: i32 = 3;
+/// Exit code of a crawl stopped by Ctrl+C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
+
+pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
+    let (plugins, refused) = load_plugins(&cfg).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "second Ctrl+C: exiting now; the state stays consistent and the next run resumes"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+    // The crawl loop runs as a task on the runtime's workers rather than on this thread:
+    // handing each finished page to a separate thread cost a futex wake-up per page and a
+    // glibc malloc arena of its own (BENCHMARKS.md §1).
+    let summary = tokio::spawn(sandcrawl::crawl::run(cfg, plugins, refused, stop_rx))
+        .await
+        .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
+    eprintln!();
+    eprintln!("{summary}");
+    if summary.stopped_early {
+        return Ok(EXIT_INTERRUPTED);
+    }
+    if summary.all_failed() {
+        let kinds: Vec<String> = summary
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        eprintln!(
+            "error: every fetch failed ({}); is the site reachable? the last cause of each kind is in {}/summary.json (error_samples)",
+            kinds.join(", "),
+            summary.state
+        );
+        return Ok(EXIT_ALL_FAILED);
+    }
+    if !summary.plugins_refused.is_empty() {
+        eprintln!(
+            "error: {} plugin file(s) could not be loaded (see plugins_refused in summary.json); the crawl ran without them",
+            summary.plugins_refused.len()
+        );
+        return Ok(EXIT_PLUGINS_REFUSED);
+    }
+    Ok(0)
+}

@@ -1,0 +1,255 @@
+//! The crawl: seeds → frontier → politeness → fetch → plugins → sink.
+//!
+//! `run` opens the state, builds the [`Scheduler`] (which owns everything that changes) and
+//! lets it loop. The pieces, one file each: `seeds` (where a crawl starts), `sitemaps`
+//! (seeds from sitemaps), `scope` (which URLs may be visited), `links` (proposals into
+//! queueable URLs), `worker` (robots.txt and the fetch of one lease), `page` (routing a
+//! response to plugins, building items), `outcome` (what a lease came to, and the typed
+//! reasons the summary counts), `ready` (which hosts may start next). This module must not
+//! know HTTP details (`fetch`), plugin internals (`plugin`) or output formats (`sink`).
+
+mod links;
+mod outcome;
+mod page;
+mod ready;
+mod scheduler;
+pub mod scope;
+mod seeds;
+pub mod sitemaps;
+mod worker;
+
+pub use outcome::{FailureKind, Skip};
+pub use scheduler::Scheduler;
+pub use scope::Scope;
+
+use crate::config::CrawlConfig;
+use crate::fetch::Fetcher;
+use crate::frontier::{FjallFrontier, Frontier, UrlKind};
+use crate::plugin::Plugin;
+use crate::sink::{FileSink, FilesStore, Sink, lost_tail};
+use crate::summary::{PluginStats, Summary};
+use anyhow::{Context as _, Result};
+use scheduler::Parts;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use worker::{RobotsCache, Shared};
+
+/// Runs a crawl until the frontier is empty, a limit is reached, or `stop` turns true.
+/// `refused` lists plugin files that could not be loaded (they go into the summary).
+pub async fn run(
+    cfg: CrawlConfig,
+    plugins: Vec<Plugin>,
+    refused: Vec<String>,
+    stop: watch::Receiver<bool>,
+) -> Result<Summary> {
+    // Seeds are checked before the state directory is created or opened: a typo in a seed
+    // leaves nothing behind.
+    let seeds = seeds::resolve_seeds(&cfg, &plugins)?;
+    let mut frontier = FjallFrontier::open(&cfg.state)?;
+    let output = cfg.output_path();
+    let mut token = frontier.sink_token()?;
+    if let Some((have, committed)) = lost_tail(&output, token.as_deref())? {
+        let (requeued, synced) = frontier.rewind_to_checkpoint()?;
+        tracing::warn!(
+            output = %output.display(),
+            requeued,
+            "the output has {have} of {committed} committed bytes: its unsynced tail was lost (power failure or OS crash); the pages completed since the last checkpoint are queued again"
+        );
+        token = Some(synced.unwrap_or_else(FileSink::initial_token));
+    }
+    let sink = FileSink::open(&output, cfg.format, token.as_deref())?;
+    run_with(
+        cfg,
+        seeds,
+        plugins,
+        refused,
+        stop,
+        Box::new(frontier),
+        Box::new(sink),
+    )
+    .await
+}
+
+/// `run` on a given frontier and sink, with seeds already checked.
+pub(crate) async fn run_with(
+    cfg: CrawlConfig,
+    seeds: Vec<url::Url>,
+    plugins: Vec<Plugin>,
+    refused: Vec<String>,
+    stop: watch::Receiver<bool>,
+    mut frontier: Box<dyn Frontier>,
+    sink: Box<dyn Sink>,
+) -> Result<Summary> {
+    let scope_seeds = seeds::remember_seeds(&cfg, &seeds)?;
+    let scope = Scope::new(&cfg.scope, &scope_seeds)?;
+    let seed_records = seeds
+        .iter()
+        .map(|u| links::new_url(u, &cfg.normalize, 0, UrlKind::Page))
+        .collect();
+    let added = frontier.add(seed_records)?;
+    if frontier.counters().known > added as u64 {
+        let c = frontier.counters();
+        tracing::info!(
+            done = c.done,
+            queued = c.queued,
+            items = sink.items_written(),
+            "resuming the crawl in {}",
+            cfg.state.display()
+        );
+    }
+
+    let enabled: Vec<bool> = plugins
+        .iter()
+        .map(|p| {
+            cfg.plugins
+                .get(&p.info.name)
+                .and_then(|s| s.enabled)
+                .unwrap_or(true)
+        })
+        .collect();
+    for (p, _) in plugins.iter().zip(&enabled).filter(|(_, on)| **on) {
+        if !page::can_match_anything(p, &scope_seeds, &cfg.scope) {
+            tracing::warn!(
+                plugin = %p.info.name,
+                "its URL patterns ({}) match no seed and no allowed domain, so it will claim no page; check the patterns ([plugins.{}] patterns) and the seeds",
+                crate::escape::escape(&p.info.patterns.join(" ")),
+                p.info.name
+            );
+        }
+    }
+    let (claims_tx, claims_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        fetcher: Fetcher::new(cfg.fetch.clone())?,
+        plugins,
+        enabled,
+        robots: RobotsCache::default(),
+        scope,
+        files: FilesStore::new(cfg.files_path()),
+        normalize: cfg.normalize.clone(),
+        respect_robots: cfg.politeness.respect_robots,
+        follow_unclaimed: cfg.follow_unclaimed,
+        follow_max_links: cfg.follow_max_links,
+        claims: claims_tx,
+    });
+    // Every loaded plugin has a line in the summary, so one that claimed no page shows.
+    let plugin_stats = shared
+        .plugins
+        .iter()
+        .zip(&shared.enabled)
+        .filter(|(_, on)| **on)
+        .map(|(p, _)| (p.info.name.clone(), PluginStats::default()))
+        .collect();
+    let mut summary = Summary {
+        plugins: plugin_stats,
+        output: sink.describe(),
+        files_dir: cfg.files_path().display().to_string(),
+        state: cfg.state.display().to_string(),
+        plugins_refused: refused,
+        ..Summary::default()
+    };
+    if cfg.seeds_from_sitemaps {
+        let found = sitemaps::discover(&cfg, &shared, &seeds).await;
+        let stats = found.queue(&cfg, &shared.scope, frontier.as_mut(), &mut summary)?;
+        summary.sitemaps = Some(stats);
+    }
+    let progress = crate::progress::Progress::new(
+        cfg.progress,
+        Duration::from_secs(cfg.progress_interval_s.max(1)),
+    );
+    let state = cfg.state.clone();
+    let mut scheduler = Scheduler::new(Parts {
+        cfg,
+        shared,
+        claims_rx,
+        frontier,
+        sink,
+        summary,
+    })?;
+    scheduler.run(stop, &progress).await?;
+    let summary = scheduler.finish()?;
+    progress.finish();
+    let json = serde_json::to_vec_pretty(&summary)?;
+    std::fs::write(state.join("summary.json"), json).context("writing summary.json")?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontier::MemoryFrontier;
+    use crate::sink::Item;
+
+    /// Items kept in memory; the token is the item count.
+    #[derive(Default)]
+    struct MemorySink {
+        items: Vec<Item>,
+    }
+
+    impl Sink for MemorySink {
+        fn write_page(&mut self, items: &[Item]) -> Result<()> {
+            self.items.extend_from_slice(items);
+            Ok(())
+        }
+        fn commit_token(&self) -> Vec<u8> {
+            self.items.len().to_be_bytes().to_vec()
+        }
+        fn sync(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn items_written(&self) -> u64 {
+            self.items.len() as u64
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    /// The scheduler over the in-memory frontier, on 300 host names that all resolve to the
+    /// demo site: every host gets exactly its page budget, and the crawl ends on its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_hosts_each_get_their_budget_on_a_memory_frontier() -> Result<()> {
+        let site = crate::demo::start("127.0.0.1:0".parse()?).await?;
+        let port = url::Url::parse(&site.url())?
+            .port()
+            .ok_or_else(|| anyhow::anyhow!("demo site has no port"))?;
+        let state = std::env::temp_dir().join(format!(
+            "sandcrawl-sched-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&state)?;
+        let mut cfg = CrawlConfig {
+            state: state.clone(),
+            progress: false,
+            ..CrawlConfig::default()
+        };
+        cfg.fetch
+            .resolve
+            .insert("*.demo.test".into(), "127.0.0.1".into());
+        cfg.scope.max_pages_per_host = Some(2);
+        cfg.politeness.concurrency = 32;
+        let hosts = 300;
+        let seeds: Vec<url::Url> = (0..hosts)
+            .map(|i| url::Url::parse(&format!("http://h{i}.demo.test:{port}/")))
+            .collect::<Result<_, _>>()?;
+        let (_stop_tx, stop) = watch::channel(false);
+        let summary = run_with(
+            cfg,
+            seeds,
+            Vec::new(),
+            Vec::new(),
+            stop,
+            Box::new(MemoryFrontier::new()),
+            Box::new(MemorySink::default()),
+        )
+        .await?;
+        std::fs::remove_dir_all(&state).ok();
+        assert_eq!(summary.pages, 2 * hosts, "{summary}");
+        assert!(summary.errors.is_empty(), "{summary}");
+        assert!(!summary.stopped_early);
+        // Each host's robots.txt, plus its pages: nothing fetched twice.
+        assert_eq!(summary.requests, 3 * hosts, "{summary}");
+        Ok(())
+    }
+}

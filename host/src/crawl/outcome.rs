@@ -1,0 +1,152 @@
+//! What happened to one leased URL, as the workers report it to the scheduler, and the typed
+//! reasons the summary counts. It owns these types only; it must not fetch, store or count.
+
+use super::links::LinkProposal;
+use crate::fetch::{FetchError, Response};
+use crate::frontier::Lease;
+use crate::normalize::Fingerprint;
+use crate::plugin::PluginError;
+use crate::sink::Item;
+use std::borrow::Cow;
+use std::time::Duration;
+use url::Url;
+
+pub use super::scope::OutOfScope;
+
+/// Why a URL or a proposed link was not fetched (the summary's `skipped` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    RobotsDisallowed,
+    /// A redirect led to a URL the crawl already has.
+    RedirectDuplicate,
+    /// More links on one page than `follow_max_links`.
+    LinkCap,
+    /// Not an http(s) URL with a host, or unparsable.
+    InvalidLink,
+    Scope(OutOfScope),
+    /// Sitemap entries older than `--since`.
+    SitemapOld,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::RobotsDisallowed => "robots_disallowed",
+            Skip::RedirectDuplicate => "redirect_duplicate",
+            Skip::LinkCap => "link_cap",
+            Skip::InvalidLink => "invalid_link",
+            Skip::Scope(why) => why.as_str(),
+            Skip::SitemapOld => "sitemap_older_than_since",
+        }
+    }
+}
+
+impl From<OutOfScope> for Skip {
+    fn from(why: OutOfScope) -> Self {
+        Skip::Scope(why)
+    }
+}
+
+/// Why a URL failed or is retried (the summary's `errors` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The fetch said so: a transport error or an HTTP status.
+    Fetch(crate::fetch::Failure),
+    /// robots.txt could not be fetched, so the host's URLs wait.
+    RobotsUnreachable { timed_out: bool },
+    /// The host kept timing out (`politeness.host_max_timeouts`).
+    HostGaveUp,
+    /// A download over `fetch.max_body_bytes`.
+    DownloadTooLarge,
+    /// A download could not be stored.
+    DownloadStore,
+    /// A sandcrawl bug, reported instead of losing the URL.
+    Internal,
+}
+
+impl FailureKind {
+    pub fn key(&self) -> Cow<'static, str> {
+        match self {
+            FailureKind::Fetch(f) => f.key(),
+            FailureKind::RobotsUnreachable { .. } => "robots_unreachable".into(),
+            FailureKind::HostGaveUp => "host_gave_up".into(),
+            FailureKind::DownloadTooLarge => "download_too_large".into(),
+            FailureKind::DownloadStore => "download_store".into(),
+            FailureKind::Internal => "internal_error".into(),
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            FailureKind::Fetch(f) => f.is_timeout(),
+            FailureKind::RobotsUnreachable { timed_out } => *timed_out,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FailureKind::Fetch(f) => f.status(),
+            _ => None,
+        }
+    }
+
+    pub fn transport(e: FetchError) -> Self {
+        FailureKind::Fetch(crate::fetch::Failure::Transport(e))
+    }
+}
+
+/// One plugin call on a page: plugin index, (items, links) or the error, and its duration.
+pub type PluginRun = (usize, Result<(u64, u64), PluginError>, Duration);
+
+/// What a worker did with a lease.
+pub enum Work {
+    Disallowed,
+    /// A redirect led to a URL the crawl already has (queued, fetched, or being fetched
+    /// through another alias): nothing is fetched or written twice.
+    Duplicate {
+        target: Url,
+    },
+    Page {
+        resp: Box<Response>,
+        items: Vec<Item>,
+        links: Vec<LinkProposal>,
+        links_dropped: u64,
+        plugin_runs: Vec<PluginRun>,
+        aliases: Vec<Fingerprint>,
+    },
+    Download {
+        resp: Box<Response>,
+        item: Option<Item>,
+        new_file: bool,
+        aliases: Vec<Fingerprint>,
+    },
+    Retry {
+        kind: FailureKind,
+        cause: String,
+        retry_after: Option<Duration>,
+    },
+    Failed {
+        kind: FailureKind,
+        cause: String,
+    },
+}
+
+impl Work {
+    /// The HTTP status the host answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Work::Page { resp, .. } | Work::Download { resp, .. } => Some(resp.status),
+            Work::Retry { kind, .. } | Work::Failed { kind, .. } => kind.status(),
+            Work::Disallowed | Work::Duplicate { .. } => None,
+        }
+    }
+}
+
+/// A lease's work, sent back to the scheduler.
+pub struct Done {
+    pub lease: Lease,
+    pub work: Work,
+    pub latency: Duration,
+    pub crawl_delay: Option<Duration>,
+}

@@ -1,0 +1,534 @@
+//! The crawl's one owner of mutable state: frontier, sink, politeness, summary, the cache of
+//! known link texts, the ready-host structure, redirect claims and the leases in flight.
+//! Workers only ever talk to it through channels (no locks on the hot path).
+//!
+//! A round starts every URL politeness and the budgets allow (`lease_round`); each finished
+//! lease is committed in order (`commit`): items go to the sink first, then one frontier call
+//! marks the page (and every URL its redirects reached) done, queues its links and records
+//! the sink's position. It works through the `Frontier` and `Sink` traits and knows no HTTP
+//! (`fetch` says what a response means) and no plugin internals.
+
+use super::links::LinkFilter;
+use super::outcome::{Done, FailureKind, Skip, Work};
+use super::ready::ReadyHosts;
+use super::scope::QueryVariants;
+use super::worker::{Claim, Shared, work_or_report};
+use crate::config::CrawlConfig;
+use crate::frontier::{Completion, Frontier, Lease, NewUrl, Outcome, UrlKind};
+use crate::normalize::Fingerprint;
+use crate::politeness::{Feedback, Politeness};
+use crate::progress::Progress;
+use crate::sink::{Item, Sink};
+use crate::summary::{ErrorSample, Summary};
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// URLs of a given-up host failed per round, so the loop keeps serving the rest.
+const GIVEN_UP_PER_ROUND: usize = 1_000;
+
+/// How long Ctrl+C waits for the pages in flight before it stops anyway.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Scheduler {
+    cfg: CrawlConfig,
+    shared: Arc<Shared>,
+    frontier: Box<dyn Frontier>,
+    sink: Box<dyn Sink>,
+    politeness: Politeness,
+    summary: Summary,
+    links: LinkFilter,
+    query_variants: QueryVariants,
+    hosts: ReadyHosts,
+    /// Redirect targets claimed by leases in flight: target → the claiming lease.
+    claims: HashMap<Fingerprint, Fingerprint>,
+    claimed_by: HashMap<Fingerprint, Vec<Fingerprint>>,
+    /// Consecutive timeouts per host, reset by any answer.
+    timeouts: HashMap<String, u32>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    claims_rx: mpsc::UnboundedReceiver<Claim>,
+    in_flight: usize,
+    items_before: u64,
+    started: Instant,
+}
+
+/// The parts a scheduler is built from (see `crawl::run`).
+pub struct Parts {
+    pub cfg: CrawlConfig,
+    pub shared: Arc<Shared>,
+    pub claims_rx: mpsc::UnboundedReceiver<Claim>,
+    pub frontier: Box<dyn Frontier>,
+    pub sink: Box<dyn Sink>,
+    pub summary: Summary,
+}
+
+impl Scheduler {
+    pub fn new(p: Parts) -> Result<Self> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut hosts = ReadyHosts::default();
+        let mut frontier = p.frontier;
+        // The only full walk over hosts: from here on the frontier reports hosts that gain work.
+        frontier.take_woken();
+        for h in frontier.hosts_with_work() {
+            hosts.wake(&h);
+        }
+        Ok(Scheduler {
+            politeness: Politeness::new(p.cfg.politeness.clone()).with_hosts(&p.cfg.hosts)?,
+            query_variants: QueryVariants::new(p.cfg.scope.max_query_variants),
+            items_before: p.sink.items_written(),
+            cfg: p.cfg,
+            shared: p.shared,
+            frontier,
+            sink: p.sink,
+            summary: p.summary,
+            links: LinkFilter::default(),
+            hosts,
+            claims: HashMap::new(),
+            claimed_by: HashMap::new(),
+            timeouts: HashMap::new(),
+            done_tx,
+            done_rx,
+            claims_rx: p.claims_rx,
+            in_flight: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Crawls until nothing is left to start or finish, a budget is spent, or `stop` turns
+    /// true; then finishes the pages in flight (up to `STOP_GRACE`).
+    pub async fn run(
+        &mut self,
+        mut stop: watch::Receiver<bool>,
+        progress: &Progress,
+    ) -> Result<()> {
+        let mut last_checkpoint = Instant::now();
+        let checkpoint_every = Duration::from_secs(self.cfg.checkpoint_interval_s.max(1));
+        loop {
+            let (more, next_wake) = self.lease_round()?;
+            if self.in_flight == 0 && !more {
+                return Ok(());
+            }
+            if last_checkpoint.elapsed() >= checkpoint_every {
+                self.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+            progress.tick(
+                &self.frontier.counters(),
+                self.sink.items_written(),
+                &self.summary,
+                self.started,
+            );
+            let sleep_for = next_wake
+                .map(|w| w.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(500))
+                .min(Duration::from_millis(500));
+            tokio::select! {
+                Some(done) = self.done_rx.recv() => {
+                    self.commit(done)?;
+                    // Drain whatever else finished, so commits batch up between rounds.
+                    while let Ok(done) = self.done_rx.try_recv() {
+                        self.commit(done)?;
+                    }
+                }
+                Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
+                _ = tokio::time::sleep(sleep_for) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        self.summary.stopped_early = true;
+                        tracing::warn!(in_flight = self.in_flight, "stopping: finishing pages in flight (Ctrl+C again to quit at once)");
+                        return self.drain().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits the leases in flight as they finish, for at most `STOP_GRACE`; the rest stay
+    /// queued in the store and are fetched on resume.
+    async fn drain(&mut self) -> Result<()> {
+        let grace = tokio::time::Instant::now() + STOP_GRACE;
+        while self.in_flight > 0 {
+            tokio::select! {
+                done = self.done_rx.recv() => match done {
+                    Some(done) => self.commit(done)?,
+                    None => break,
+                },
+                Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
+                _ = tokio::time::sleep_until(grace) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable and returns the summary.
+    pub fn finish(mut self) -> Result<Summary> {
+        self.checkpoint()?;
+        let c = self.frontier.counters();
+        let mut summary = self.summary;
+        summary.items = self.sink.items_written() - self.items_before;
+        summary.items_total = self.sink.items_written();
+        // URLs in flight when the crawl stopped go back to their queues on the next run.
+        summary.in_flight_left = self.in_flight as u64;
+        summary.queued_left = c.queued + self.in_flight as u64;
+        summary.elapsed_s = self.started.elapsed().as_secs_f64();
+        summary.requests += self.shared.fetcher.responses();
+        Ok(summary)
+    }
+
+    fn budget_left(&self) -> bool {
+        self.cfg
+            .scope
+            .max_pages
+            .is_none_or(|m| self.frontier.counters().pages + (self.in_flight as u64) < m)
+    }
+
+    fn under_host_cap(&self, host: &str) -> bool {
+        self.cfg.scope.max_pages_per_host.is_none_or(|cap| {
+            self.frontier.host_pages(host) + (self.politeness.host_in_flight(host) as u64) < cap
+        })
+    }
+
+    /// Starts every URL politeness and the budgets allow, looking only at hosts that are
+    /// ready (see `ready.rs`). Returns whether anything is left to start, and when the next
+    /// waiting host is due.
+    pub fn lease_round(&mut self) -> Result<(bool, Option<Instant>)> {
+        let now = Instant::now();
+        for h in self.frontier.take_woken() {
+            self.hosts.wake(&h);
+        }
+        self.hosts.promote(now);
+        // Requests in flight count against max_pages before they finish, so the limit is exact.
+        if !self.budget_left() {
+            return Ok((false, None));
+        }
+        while let Some(host) = self.hosts.pop() {
+            if !self.budget_left() || !self.politeness.global_slot_free() {
+                self.hosts.unpop(host);
+                break;
+            }
+            if !self.under_host_cap(&host) {
+                // A capped host takes no more URLs; its requests in flight keep the crawl
+                // alive until they finish, and a finish wakes it only to find it capped.
+                continue;
+            }
+            if let Some(cause) = self.summary.hosts_given_up.get(&host).cloned() {
+                self.fail_given_up_host(&host, &cause)?;
+                if self.frontier.has_work(&host) {
+                    self.hosts.wait_until(host, now);
+                }
+                continue;
+            }
+            while self.politeness.can_start(&host, now)
+                && self.budget_left()
+                && self.under_host_cap(&host)
+            {
+                let Some(lease) = self.frontier.lease(&host)? else {
+                    break;
+                };
+                self.start(&host, lease, now);
+            }
+            if !self.frontier.has_work(&host) {
+                continue;
+            }
+            match self.politeness.ready_at(&host).filter(|at| *at > now) {
+                Some(at) => self.hosts.wait_until(host, at),
+                None if self.politeness.host_in_flight(&host) > 0 => self.hosts.park(host),
+                // Only a global limit stopped it: first in line next round.
+                None => {
+                    self.hosts.unpop(host);
+                    break;
+                }
+            }
+        }
+        let more = self.budget_left() && self.hosts.has_scheduled();
+        Ok((more || self.in_flight > 0, self.hosts.next_due()))
+    }
+
+    fn start(&mut self, host: &str, lease: Lease, now: Instant) {
+        self.politeness.started(host, now);
+        self.in_flight += 1;
+        let tx = self.done_tx.clone();
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let done = work_or_report(&shared, lease).await;
+            let _ = tx.send(done);
+        });
+    }
+
+    /// A host that kept timing out: its queued URLs fail without a request (a bounded
+    /// number per round, so the loop keeps serving the rest of the crawl).
+    fn fail_given_up_host(&mut self, host: &str, cause: &str) -> Result<()> {
+        for _ in 0..GIVEN_UP_PER_ROUND {
+            let Some(lease) = self.frontier.lease(host)? else {
+                break;
+            };
+            self.record_error(&FailureKind::HostGaveUp, &lease.record.url, cause);
+            self.complete(&lease, Outcome::Failed, false)?;
+        }
+        Ok(())
+    }
+
+    /// Completes a lease with no links at the sink's current position.
+    fn complete(&mut self, lease: &Lease, outcome: Outcome, counted_page: bool) -> Result<()> {
+        self.complete_with(lease, outcome, counted_page, &[])
+    }
+
+    fn complete_with(
+        &mut self,
+        lease: &Lease,
+        outcome: Outcome,
+        counted_page: bool,
+        aliases: &[Fingerprint],
+    ) -> Result<()> {
+        let token = self.sink.commit_token();
+        let mut done = Completion::new(outcome, &token).aliases(aliases);
+        done.counted_page = counted_page;
+        self.frontier.complete(lease, done)?;
+        Ok(())
+    }
+
+    fn record_error(&mut self, kind: &FailureKind, url: &str, cause: &str) {
+        let key = kind.key().into_owned();
+        *self.summary.errors.entry(key.clone()).or_default() += 1;
+        self.summary.error_samples.insert(
+            key,
+            ErrorSample {
+                url: url.to_owned(),
+                cause: cause.to_owned(),
+            },
+        );
+    }
+
+    fn skip(&mut self, why: Skip, n: u64) {
+        *self.summary.skipped.entry(why.as_str().into()).or_default() += n;
+    }
+
+    /// Answers a worker's redirect claim: a target already known to the frontier, or
+    /// claimed by another lease in flight, is a duplicate.
+    fn serve_claim(&mut self, c: Claim) -> Result<()> {
+        let ok = if c.target == c.lease {
+            true
+        } else if let Some(owner) = self.claims.get(&c.target) {
+            *owner == c.lease
+        } else if self.frontier.is_known(&c.target)? {
+            false
+        } else {
+            self.claims.insert(c.target, c.lease);
+            self.claimed_by.entry(c.lease).or_default().push(c.target);
+            true
+        };
+        let _ = c.reply.send(ok);
+        Ok(())
+    }
+
+    /// Forgets the claims of a lease whose work is over (committed, failed or retried).
+    fn release_claims(&mut self, lease: &Fingerprint) {
+        if let Some(targets) = self.claimed_by.remove(lease) {
+            for t in targets {
+                self.claims.remove(&t);
+            }
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        // Items first: once they are fsynced, the frontier can forget how to undo the pages
+        // completed since the last checkpoint.
+        self.sink.sync()?;
+        self.frontier.checkpoint(&self.sink.commit_token())
+    }
+
+    /// Records a finished lease: politeness feedback, counters, then the commit itself.
+    pub fn commit(&mut self, done: Done) -> Result<()> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Done {
+            lease,
+            work,
+            latency,
+            crawl_delay,
+        } = done;
+        let host = lease.record.host.clone();
+        if let Some(d) = crawl_delay {
+            self.politeness.set_crawl_delay(&host, d);
+        }
+        let status = work.status();
+        self.politeness
+            .finished(&host, Feedback { latency, status });
+        if let Some(s) = status {
+            *self.summary.status.entry(s).or_default() += 1;
+        }
+        if matches!(&work, Work::Retry { kind, .. } if kind.is_timeout()) {
+            *self.timeouts.entry(host.clone()).or_default() += 1;
+        } else if status.is_some() {
+            self.timeouts.remove(&host);
+        }
+        let is_page = lease.record.kind == UrlKind::Page;
+        let result = self.commit_work(&lease, &host, is_page, work);
+        self.release_claims(&lease.fp);
+        // One of its requests finished: a parked host may start again.
+        if self.frontier.has_work(&host) {
+            self.hosts.wake(&host);
+        }
+        result
+    }
+
+    fn commit_work(&mut self, lease: &Lease, host: &str, is_page: bool, work: Work) -> Result<()> {
+        match work {
+            Work::Disallowed => {
+                self.skip(Skip::RobotsDisallowed, 1);
+                self.complete(lease, Outcome::Done, false)
+            }
+            Work::Duplicate { target } => {
+                tracing::debug!(url = %lease.record.url, %target, "redirects to a URL the crawl already has");
+                self.skip(Skip::RedirectDuplicate, 1);
+                self.complete(lease, Outcome::Done, false)
+            }
+            Work::Retry {
+                kind,
+                cause,
+                retry_after,
+            } => self.retry_or_fail(lease, host, is_page, kind, cause, retry_after),
+            Work::Failed { kind, cause } => {
+                self.record_error(&kind, &lease.record.url, &cause);
+                self.complete(lease, Outcome::Failed, is_page)
+            }
+            Work::Download {
+                resp,
+                item,
+                new_file,
+                aliases,
+            } => {
+                self.summary.downloads += 1;
+                self.summary.bytes += resp.wire_bytes;
+                if new_file {
+                    self.summary.files_new += 1;
+                }
+                let items: Vec<Item> = item.into_iter().collect();
+                self.sink.write_page(&items)?;
+                self.complete_with(lease, Outcome::Done, false, &aliases)
+            }
+            Work::Page {
+                resp,
+                items,
+                links,
+                links_dropped,
+                plugin_runs,
+                aliases,
+            } => {
+                self.summary.pages += 1;
+                self.summary.bytes += resp.wire_bytes;
+                if resp.truncated {
+                    self.summary.truncated_bodies += 1;
+                }
+                if links_dropped > 0 {
+                    self.skip(Skip::LinkCap, links_dropped);
+                }
+                for (i, result, took) in plugin_runs {
+                    let st = self
+                        .summary
+                        .plugins
+                        .entry(self.shared.plugins[i].info.name.clone())
+                        .or_default();
+                    st.calls += 1;
+                    st.time_ms += took.as_secs_f64() * 1000.0;
+                    match result {
+                        Ok((ni, nl)) => {
+                            st.items += ni;
+                            st.links += nl;
+                        }
+                        Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
+                    }
+                }
+                let mut skips: Vec<Skip> = Vec::new();
+                let accepted = self.links.accept(
+                    lease,
+                    &resp.final_url,
+                    links,
+                    (&self.shared.normalize, &self.shared.scope),
+                    &mut |s| skips.push(s),
+                );
+                for s in skips {
+                    self.skip(s, 1);
+                }
+                self.sink.write_page(&items)?;
+                self.complete_page(lease, &aliases, accepted.urls)?;
+                // Only now is every one of those URLs in the frontier (added or already there).
+                self.links.remember(accepted.raw);
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits a parsed page with its links; the query-variant rule is asked only about URLs
+    /// new to the frontier, so a variant counts once.
+    fn complete_page(
+        &mut self,
+        lease: &Lease,
+        aliases: &[Fingerprint],
+        links: Vec<NewUrl>,
+    ) -> Result<()> {
+        let token = self.sink.commit_token();
+        let (query_variants, skipped) = (&mut self.query_variants, &mut self.summary.skipped);
+        let mut admit = |n: &NewUrl| match query_variants.admit_str(&n.record.url) {
+            Ok(()) => true,
+            Err(why) => {
+                *skipped.entry(Skip::from(why).as_str().into()).or_default() += 1;
+                false
+            }
+        };
+        let done = Completion::new(Outcome::Done, &token)
+            .page()
+            .aliases(aliases)
+            .links(links);
+        self.frontier.complete_admitting(lease, done, &mut admit)?;
+        Ok(())
+    }
+
+    /// A request that may succeed later: retried after a wait, unless its attempts are spent
+    /// or its host has been given up on.
+    fn retry_or_fail(
+        &mut self,
+        lease: &Lease,
+        host: &str,
+        is_page: bool,
+        kind: FailureKind,
+        cause: String,
+        retry_after: Option<Duration>,
+    ) -> Result<()> {
+        let attempt = lease.record.attempts + 1;
+        let host_limit = self.cfg.politeness.host_max_timeouts;
+        if kind.is_timeout()
+            && host_limit > 0
+            && self.timeouts.get(host).copied().unwrap_or(0) >= host_limit
+            && !self.summary.hosts_given_up.contains_key(host)
+        {
+            let why = format!(
+                "{host_limit} consecutive timeouts (politeness.host_max_timeouts); last: {cause}"
+            );
+            tracing::warn!(host, "giving up on this host: {why}");
+            self.summary.hosts_given_up.insert(host.to_owned(), why);
+        }
+        if let Some(why) = self.summary.hosts_given_up.get(host).cloned() {
+            self.record_error(&FailureKind::HostGaveUp, &lease.record.url, &why);
+            return self.complete(lease, Outcome::Failed, is_page);
+        }
+        if attempt > self.cfg.politeness.max_retries {
+            let reason = kind.key();
+            tracing::warn!(url = %lease.record.url, attempts = attempt, "giving up: {reason}: {cause}");
+            self.record_error(&kind, &lease.record.url, &cause);
+            return self.complete(lease, Outcome::Failed, is_page);
+        }
+        let wait = match retry_after {
+            Some(d) => self.politeness.clamp_retry_after(d),
+            None => self.politeness.backoff(attempt),
+        };
+        tracing::debug!(url = %lease.record.url, attempt, ?wait, "retrying: {}: {cause}", kind.key());
+        self.summary.retries += 1;
+        // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
+        self.politeness.block(host, wait);
+        self.frontier.release(lease, attempt)?;
+        Ok(())
+    }
+}
