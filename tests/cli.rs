@@ -172,6 +172,43 @@ fn bad_input_is_one_clear_line() {
     assert_eq!(st.code(), Some(1));
     assert!(first_error_line(&err).contains("must be http(s)"), "{err}");
 
+    // Sitemap options: a date that is not one, and --since without --sitemaps.
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &state,
+            "--sitemaps",
+            "--since",
+            "last week",
+            "http://127.0.0.1:1/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    let line = first_error_line(&err);
+    assert!(
+        line.contains("--since") && line.contains("YYYY-MM-DD"),
+        "{line}"
+    );
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--state",
+            &state,
+            "--since",
+            "2024-01-01",
+            "http://127.0.0.1:1/",
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("add --sitemaps"), "{err}");
+    assert!(
+        !dir.join("state").exists(),
+        "nothing written for a bad flag"
+    );
+
     let missing = dir.join("no-such-folder").display().to_string();
     let (st, _, err) = run_bin(
         &[

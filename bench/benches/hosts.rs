@@ -1,12 +1,16 @@
 //! Broad crawls: does the cost per page stay flat as the number of hosts grows? The real
 //! `sandcrawl` binary (target/release, built by `./dev build`) crawls 40,000 pages spread
-//! over 4, 1,000 and 10,000 host names, all resolved to one loopback server in this process
-//! (`fetch.resolve`). Reported: the crawler's own CPU per page (the child's rusage, so the
+//! over 4, 1,000 and 10,000 host names, resolved (`fetch.resolve`) to servers in this process
+//! on 64 loopback addresses. Reported: the crawler's own CPU per page (the child's rusage, so the
 //! server's work is not counted), and its ratio to the 4-host figure. Runs are interleaved
 //! and repeated (HOSTS_ROUNDS, default 3), and the median is reported, because the machine
 //! is shared.
 //!
 //!     ./dev build && cargo bench -p sandcrawl-bench --bench hosts
+//!
+//! Every size keeps 64 requests in flight: 16 per host for 4 hosts, 1 per host for a broad
+//! crawl (HOSTS_PER_HOST overrides). Each host name is a connection of its own, so 10,000
+//! hosts open 10,000 connections where 4 hosts open 64; that cost is part of the figure.
 //!
 //! robots.txt is off (`--no-robots`): with it, every host costs one more request, which is
 //! the crawl's work, not the scheduler's. Each host is a binary tree of pages (page n links
@@ -20,6 +24,21 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 const PAGES: u64 = 40_000;
+/// Requests in flight, in every configuration.
+const CONCURRENCY: u64 = 64;
+
+/// Requests in flight per host: the crawl's whole concurrency spread over its hosts (16 for
+/// 4 hosts, 1 for a broad crawl), so every configuration keeps 64 requests in flight, as a
+/// user would set it for each kind of crawl. HOSTS_PER_HOST fixes it for every size.
+fn per_host_limit(hosts: u64) -> u64 {
+    std::env::var("HOSTS_PER_HOST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((CONCURRENCY / hosts).max(1))
+}
+
+/// Loopback addresses the host names are spread over.
+const ADDRS: usize = 64;
 
 /// CPU seconds of this process's waited-for children (cutime + cstime).
 fn children_cpu() -> f64 {
@@ -52,8 +71,8 @@ fn page(path: &str, per_host: u64) -> String {
     body + &"<p>filler text for a page of a realistic size</p>".repeat(20) + "</body></html>"
 }
 
-async fn serve(per_host: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+async fn serve(ip: &str, per_host: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -63,16 +82,27 @@ async fn serve(per_host: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
                 continue;
             };
             let per_host = per_host.clone();
+            // HOSTS_CLOSE_EVERY=N closes each connection after N responses: the control run,
+            // in which every size opens the same number of connections per page.
+            let close_every: usize = std::env::var("HOSTS_CLOSE_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let n = per_host.load(std::sync::atomic::Ordering::Relaxed);
                     let body = page(req.uri().path(), n);
+                    let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let close = close_every > 0 && count.is_multiple_of(close_every);
                     async move {
+                        let mut resp =
+                            Response::builder().header("content-type", "text/html; charset=utf-8");
+                        if close {
+                            resp = resp.header("connection", "close");
+                        }
                         Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .header("content-type", "text/html; charset=utf-8")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap_or_default(),
+                            resp.body(Full::new(Bytes::from(body))).unwrap_or_default(),
                         )
                     }
                 });
@@ -100,8 +130,30 @@ fn main() {
         .unwrap_or(3);
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let per_host = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
-    let port = rt.block_on(serve(per_host.clone()));
-    let configs: [u64; 3] = [4, 1_000, 10_000];
+    // Host names are spread over ADDRS loopback addresses, as a broad crawl's hosts are over
+    // many servers: with every connection going to one address and port, the kernel's search
+    // for a free ephemeral port (`__inet_check_established`) took a third of the CPU at
+    // 10,000 hosts, which measures the loopback setup, not the crawler.
+    let servers: Vec<(String, u16)> = (0..ADDRS)
+        .map(|k| {
+            let ip = format!("127.0.1.{}", k + 1);
+            let port = rt.block_on(serve(&ip, per_host.clone()));
+            (ip, port)
+        })
+        .collect();
+    let resolve: String = servers
+        .iter()
+        .enumerate()
+        .map(|(k, (ip, _))| format!("\"*.g{k}.bench.test\" = \"{ip}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let resolve = format!("fetch.resolve={{ {resolve} }}");
+    // HOSTS_CONFIGS="10000" runs one size only (for a profile); the first size is the base.
+    let configs: Vec<u64> = std::env::var("HOSTS_CONFIGS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<u64>| !v.is_empty())
+        .unwrap_or_else(|| vec![4, 1_000, 10_000]);
     let mut cpu_per_page: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let tmp = std::env::temp_dir().join(format!("sandcrawl-bench-hosts-{}", std::process::id()));
     for round in 1..=rounds {
@@ -111,22 +163,34 @@ fn main() {
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("{e}"));
             let seeds = tmp.join("seeds.txt");
-            let list: String = (0..hosts)
-                .map(|i| format!("http://h{i}.bench.test:{port}/1\n"))
+            let list: String = (0..hosts as usize)
+                .map(|i| {
+                    let k = i % servers.len();
+                    format!("http://h{i}.g{k}.bench.test:{}/1\n", servers[k].1)
+                })
                 .collect();
             std::fs::write(&seeds, list).unwrap_or_else(|e| panic!("{e}"));
             let (cpu0, t0) = (children_cpu(), Instant::now());
-            let out = std::process::Command::new(&bin)
+            // HOSTS_WRAP="perf record -g -o /tmp/perf.data --" runs the crawler under a profiler.
+            let wrap = std::env::var("HOSTS_WRAP").unwrap_or_default();
+            let mut words = wrap.split_whitespace();
+            let mut cmd = match words.next() {
+                Some(w) => {
+                    let mut c = std::process::Command::new(w);
+                    c.args(words).arg(&bin);
+                    c
+                }
+                None => std::process::Command::new(&bin),
+            };
+            let out = cmd
                 .args(["run", "--no-robots", "--no-progress", "--log-level", "warn"])
                 .arg("--state")
                 .arg(tmp.join("state"))
                 .arg("--seeds-file")
                 .arg(&seeds)
-                .args(["--concurrency", "64", "--per-host", "4"])
-                .args([
-                    "--set",
-                    "fetch.resolve={ \"*.bench.test\" = \"127.0.0.1\" }",
-                ])
+                .args(["--concurrency", &CONCURRENCY.to_string(), "--per-host"])
+                .arg(per_host_limit(hosts).to_string())
+                .args(["--set", &resolve])
                 .output()
                 .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
             let (wall, cpu) = (t0.elapsed().as_secs_f64(), children_cpu() - cpu0);
@@ -145,7 +209,8 @@ fn main() {
             let us = cpu * 1e6 / pages as f64;
             cpu_per_page[k].push(us);
             println!(
-                "round {round}: {hosts:>6} hosts x {pages_per_host:>5} pages: {pages} pages in {wall:.2} s ({:.0} pages/s), {cpu:.2} CPU-s, {us:.1} µs CPU/page",
+                "round {round}: {hosts:>6} hosts x {pages_per_host:>5} pages, {} per host: {pages} pages in {wall:.2} s ({:.0} pages/s), {cpu:.2} CPU-s, {us:.1} µs CPU/page",
+                per_host_limit(hosts),
                 pages as f64 / wall
             );
         }

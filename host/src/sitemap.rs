@@ -249,10 +249,8 @@ fn parse_xml(body: &[u8]) -> Sitemap {
                     field = target;
                 }
             }
-            Event::CData(t) => {
-                if field != Field::None {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
+            Event::CData(t) if field != Field::None => {
+                text.push_str(&String::from_utf8_lossy(&t));
             }
             Event::GeneralRef(r) => {
                 if field == Field::None && entry.is_none() {
@@ -279,11 +277,10 @@ fn parse_xml(body: &[u8]) -> Sitemap {
                     _ => {}
                 }
                 field = Field::None;
-                let closes = match (name.as_slice(), entry) {
-                    (b"url" | b"item" | b"entry", Some(false)) => true,
-                    (b"sitemap", Some(true)) => true,
-                    _ => false,
-                };
+                let closes = matches!(
+                    (name.as_slice(), entry),
+                    (b"url" | b"item" | b"entry", Some(false)) | (b"sitemap", Some(true))
+                );
                 if closes {
                     let target = if entry == Some(true) {
                         &mut s.sitemaps

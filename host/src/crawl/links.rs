@@ -214,7 +214,6 @@ mod tests {
         // From a page at the depth limit both are skipped and counted, cached or not.
         let out = accept(&mut filter, 1);
         assert!(out.urls.is_empty());
-        drop(accept);
         assert_eq!(
             skipped,
             [Skip::Scope(super::super::scope::OutOfScope::TooDeep); 2]

@@ -63,8 +63,9 @@ pub fn remember_seeds(cfg: &CrawlConfig, seeds: &[Url]) -> Result<Vec<Url>> {
         }
         Err(_) => Vec::new(),
     };
+    let mut have: std::collections::HashSet<String> = all.iter().cloned().collect();
     for s in seeds {
-        if !all.contains(&s.to_string()) {
+        if have.insert(s.to_string()) {
             all.push(s.to_string());
         }
     }

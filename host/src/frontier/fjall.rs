@@ -69,13 +69,44 @@ const TABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// busy host's queue would walk every URL already done.
 #[derive(Default)]
 struct HostCursor {
-    /// Next queue entries not in flight, read ahead from disk.
+    /// Next queue entries not in flight, read ahead from disk, in queue order.
     buf: VecDeque<Lease>,
     /// Entries at or after this key have not been read into `buf` yet.
     next: Option<Vec<u8>>,
+    /// `buf` holds every entry of the host's queue that is not in flight: nothing is left to
+    /// read from disk, and new entries go straight into `buf`. Most hosts of a broad crawl
+    /// have a handful of URLs queued at a time; for them leasing never scans the store.
+    complete: bool,
 }
 
 impl HostCursor {
+    /// A cursor for a host with nothing queued but `first`.
+    fn with(first: Lease) -> Self {
+        HostCursor {
+            buf: VecDeque::from([first]),
+            next: None,
+            complete: true,
+        }
+    }
+
+    /// An entry that was just queued (new, released or re-queued) takes its place.
+    fn add(&mut self, entry: Lease) {
+        if !self.complete {
+            self.rewind(&entry.queue);
+            return;
+        }
+        let key = entry.queue.encode();
+        let at = self.buf.partition_point(|l| l.queue.encode() < key);
+        self.buf.insert(at, entry);
+        if self.buf.len() > HOST_BUFFER
+            && let Some(last) = self.buf.pop_back()
+        {
+            // Everything before the dropped entry is in `buf`, in flight or done.
+            self.next = Some(last.queue.encode().to_vec());
+            self.complete = false;
+        }
+    }
+
     /// Moves the read position back to `key` if it is earlier, forgetting the read-ahead
     /// buffer when `key` sorts inside it: order is decided by the store again.
     fn rewind(&mut self, key: &QueueKey) {
@@ -254,6 +285,23 @@ impl FjallFrontier {
         }
     }
 
+    /// An entry that is on disk now (in the batch being built): counted, and placed in its
+    /// host's read-ahead when the cursor has everything else.
+    fn queued(&mut self, entry: Lease) {
+        let host = entry.record.host.clone();
+        let had_work = self.host_queued.contains_key(&host);
+        self.inc_host(&host);
+        match self.cursors.get_mut(&host) {
+            Some(c) => c.add(entry),
+            // Nothing of this host is queued outside the leases in flight, so `entry` is
+            // all there is to read.
+            None if !had_work => {
+                self.cursors.insert(host, HostCursor::with(entry));
+            }
+            None => {}
+        }
+    }
+
     fn stage_new(
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
@@ -285,16 +333,17 @@ impl FjallFrontier {
                 depth: record.depth,
                 seq: self.seq,
             };
-            if let Some(c) = self.cursors.get_mut(&record.host) {
-                c.rewind(&qk);
-            }
             if !self.known_hosts.contains(&record.host) {
                 batch.insert(&self.ks, Key::Host(host).encode(), record.host.as_bytes());
                 self.known_hosts.insert(record.host.clone());
             }
-            self.inc_host(&record.host);
-            let value = QueueEntry { fp, record }.encode()?;
-            batch.insert(&self.ks, qk.encode(), value);
+            let entry = QueueEntry { fp, record };
+            batch.insert(&self.ks, qk.encode(), entry.encode()?);
+            self.queued(Lease {
+                fp,
+                record: entry.record,
+                queue: qk,
+            });
             batch.insert(&self.ks, Key::Url(fp).encode(), UrlMark::Queued.byte());
             added += 1;
         }
@@ -326,6 +375,7 @@ impl FjallFrontier {
         // Unbounded above: the scan stops at the first key outside the host's prefix.
         let range = self.ks.range(start..);
         let mut last: Option<Vec<u8>> = None;
+        let mut complete = true;
         for g in range {
             let (raw_key, value) = g.into_inner()?;
             if !raw_key.starts_with(&prefix) {
@@ -339,9 +389,11 @@ impl FjallFrontier {
             let QueueEntry { fp, record } = QueueEntry::decode(&value)?;
             cursor.buf.push_back(Lease { fp, record, queue });
             if cursor.buf.len() == HOST_BUFFER {
+                complete = false;
                 break;
             }
         }
+        cursor.complete = complete;
         // Everything up to `last` is buffered, in flight or gone; the next read starts just
         // after it (appending a zero byte gives the smallest key above it).
         if let Some(mut l) = last {
@@ -395,6 +447,8 @@ impl Frontier for FjallFrontier {
         if !self.host_queued.contains_key(host) {
             return Ok(None);
         }
+        // A complete cursor with an empty buffer has nothing on disk either, and then the
+        // host has no count: the check above returned.
         if self.cursors.get(host).is_none_or(|c| c.buf.is_empty()) {
             self.refill(host)?;
         }
@@ -416,17 +470,18 @@ impl Frontier for FjallFrontier {
         }
         let mut record = lease.record.clone();
         record.attempts = attempts;
-        let host = record.host.clone();
-        let value = QueueEntry {
+        let entry = QueueEntry {
             fp: lease.fp,
             record,
-        }
-        .encode()?;
-        self.ks.insert(lease.queue.encode(), value)?;
+        };
+        self.ks.insert(lease.queue.encode(), entry.encode()?)?;
         self.counters.queued += 1;
-        self.inc_host(&host);
         // The released URL takes its place in order again.
-        self.cursors.entry(host).or_default().rewind(&lease.queue);
+        self.queued(Lease {
+            fp: entry.fp,
+            record: entry.record,
+            queue: lease.queue,
+        });
         Ok(())
     }
 
@@ -617,18 +672,15 @@ impl Frontier for FjallFrontier {
                     n.to_be_bytes(),
                 );
             }
-            let host = record.host.clone();
             batch.insert(&self.ks, Key::Url(fp).encode(), UrlMark::Queued.byte());
-            batch.insert(
-                &self.ks,
-                queue.encode(),
-                QueueEntry { fp, record }.encode()?,
-            );
+            let entry = QueueEntry { fp, record };
+            batch.insert(&self.ks, queue.encode(), entry.encode()?);
             self.counters.queued += 1;
-            self.inc_host(&host);
-            if let Some(c) = self.cursors.get_mut(&host) {
-                c.rewind(&queue);
-            }
+            self.queued(Lease {
+                fp,
+                record: entry.record,
+                queue,
+            });
             requeued += 1;
         }
         let synced = self
@@ -837,6 +889,43 @@ mod tests {
             "nothing was written"
         );
         std::fs::remove_dir_all(&foreign).ok();
+    }
+
+    /// A host whose read-ahead holds all its queue takes new, released and overflowing
+    /// entries in queue order, exactly as a scan of the store would give them.
+    #[test]
+    fn a_complete_read_ahead_takes_new_entries_in_queue_order() {
+        let dir = tempdir();
+        let mut f = FjallFrontier::open(&dir).unwrap();
+        f.add(vec![new_url("http://a/first", "a", 0, 0)]).unwrap();
+        let first = f.lease("a").unwrap().unwrap();
+        // 40 entries (more than the read-ahead holds) in an order that is not queue order.
+        let mut urls = Vec::new();
+        for i in 0..40 {
+            let prio = i * 7 % 5;
+            urls.push(new_url(&format!("http://a/{i}"), "a", prio, 1));
+        }
+        f.complete(&first, Completion::new(Outcome::Done, b"t").links(urls))
+            .unwrap();
+        let l = f.lease("a").unwrap().unwrap();
+        f.release(&l, 1).unwrap();
+        let mut got = Vec::new();
+        while let Some(l) = f.lease("a").unwrap() {
+            got.push((l.record.priority, l.record.url.clone()));
+        }
+        assert_eq!(got.len(), 40);
+        let mut want = got.clone();
+        // Higher priority first; within one priority, discovery order (numeric here).
+        want.sort_by_key(|(p, u)| {
+            (
+                -p,
+                u.trim_start_matches("http://a/")
+                    .parse::<u32>()
+                    .unwrap_or(0),
+            )
+        });
+        assert_eq!(got, want);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     fn tempdir() -> std::path::PathBuf {
