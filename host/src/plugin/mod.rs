@@ -14,16 +14,19 @@
 //! same deadline by a wall-clock timeout. Nothing a plugin does holds a thread.
 //!
 //! Versioning follows Zed's extension API: each released WIT folder (`wit/since_vX.Y.Z`) gets
-//! its own `bindgen!` module here, and a loaded component is bound to the newest module whose
-//! interface names it exports. Plugins built against an older, still-listed version keep
-//! working with newer hosts.
+//! its own bindings module under `wit/`, and a loaded component is bound to the newest
+//! supported version whose interface names it exports. Plugins built against an older,
+//! still-listed version keep working with newer hosts. Everything below `wit/` speaks the
+//! host's own types.
 
 mod guest_output;
 mod limits;
 mod validate;
+mod wit;
 
 pub use limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, Slots};
 pub use validate::{MAX_PATTERNS, RESERVED_KINDS, build_globs, check_patterns};
+pub use wit::WitVersion;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use guest_output::{GuestOutput, LogOverflow};
@@ -40,23 +43,10 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Bindings for `wit/since_v0.1.0`.
-mod v0_1 {
-    wasmtime::component::bindgen!({
-        path: "../wit/since_v0.1.0",
-        world: "plugin",
-        // The page goes to the guest by reference: its body and headers are copied once,
-        // into guest memory, not first into owned bindings types.
-        ownership: Borrowing { duplicate_if_necessary: true },
-        // `log` may trap the call (over its volume budget).
-        imports: { default: trappable },
-        // Exports run on a fiber, so a call can yield at epoch ticks and be cancelled.
-        exports: { default: async },
-    });
-}
-
 /// WIT versions this host can load, newest first.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub fn supported_wit_versions() -> Vec<&'static str> {
+    WitVersion::ALL.iter().map(|v| v.as_str()).collect()
+}
 
 const PARSER_INTERFACE: &str = "sandcrawl:plugin/parser";
 
@@ -171,7 +161,7 @@ pub struct PluginInfo {
 }
 
 /// Store data for one instance: one `parse` call, or several while the instance stays warm.
-struct CallState {
+pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
@@ -191,28 +181,20 @@ impl WasiView for CallState {
     }
 }
 
-impl v0_1::sandcrawl::plugin::types::Host for CallState {}
-
-impl v0_1::sandcrawl::plugin::host::Host for CallState {
-    fn log(
+impl CallState {
+    /// The `log` import, whatever the WIT version: counted against the call's log budget.
+    pub(crate) fn guest_log(
         &mut self,
-        level: v0_1::sandcrawl::plugin::host::Level,
-        message: String,
+        level: tracing::Level,
+        message: &str,
     ) -> wasmtime::Result<()> {
-        use v0_1::sandcrawl::plugin::host::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.output.log(&self.plugin, level, &message)?;
+        self.output.log(&self.plugin, level, message)?;
         Ok(())
     }
 
-    fn config(&mut self) -> wasmtime::Result<String> {
-        Ok(self.config.to_string())
+    /// The `config` import: the plugin's `[plugins.NAME] config` as JSON.
+    pub(crate) fn guest_config(&self) -> String {
+        self.config.to_string()
     }
 }
 
@@ -226,7 +208,8 @@ struct Shared {
 /// Owns the engine, the linker and the epoch ticker shared by every plugin.
 pub struct Runtime {
     engine: Engine,
-    linker_v0_1: Linker<CallState>,
+    /// WASI and the host imports of every supported WIT version.
+    linker: Linker<CallState>,
     limits: Limits,
     cache_dir: Option<PathBuf>,
     ticker: Arc<Ticker>,
@@ -293,8 +276,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("linking WASI: {e}"))?;
-        v0_1::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow!("linking host API: {e}"))?;
+        wit::add_to_linker(&mut linker)?;
 
         // Epoch interruption needs someone to advance the epoch; a plain thread is the
         // cheapest clock and keeps ticking even when the tokio runtime is saturated.
@@ -313,7 +295,7 @@ impl Runtime {
 
         Ok(Runtime {
             engine,
-            linker_v0_1: linker,
+            linker,
             limits,
             cache_dir,
             ticker: Arc::new(Ticker(stop)),
@@ -398,18 +380,20 @@ impl Runtime {
         let wit_version = self
             .wit_version(&component)
             .map_err(|e| anyhow!("{shown}: {e}"))?;
-        self.check_export_shapes(&component, &wit_version).map_err(|e| {
+        self.check_export_shapes(&component, wit_version).map_err(|e| {
             anyhow!(
-                "{shown}: its exports do not match WIT sandcrawl:plugin@{wit_version} ({e}); rebuild it against the matching sandcrawl-plugin-sdk"
+                "{shown}: its exports do not match WIT sandcrawl:plugin@{} ({e}); rebuild it against the matching sandcrawl-plugin-sdk",
+                wit_version.as_str()
             )
         })?;
         let pre = self
-            .linker_v0_1
+            .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("{shown}: imports something this host does not offer ({e}); plugins may use WASI p2 and sandcrawl:plugin/host only"))?;
-        let pre = v0_1::PluginPre::new(pre).map_err(|e| {
+        let pre = wit::BindingsPre::new(wit_version, pre).map_err(|e| {
             anyhow!(
-                "{shown}: its exports do not match WIT sandcrawl:plugin@{wit_version} ({e:#}); rebuild it against the matching sandcrawl-plugin-sdk"
+                "{shown}: its exports do not match WIT sandcrawl:plugin@{} ({e:#}); rebuild it against the matching sandcrawl-plugin-sdk",
+                wit_version.as_str()
             )
         })?;
 
@@ -420,7 +404,7 @@ impl Runtime {
                 description: String::new(),
                 patterns: Vec::new(),
                 seeds: Vec::new(),
-                wit_version,
+                wit_version: wit_version.as_str().to_owned(),
                 sha256,
                 path: path.to_owned(),
             },
@@ -445,14 +429,7 @@ impl Runtime {
             .call_manifest()
             .await
             .map_err(|e| anyhow!("{shown}: manifest() failed: {e}"))?;
-        let m = validate::check_manifest(RawManifest {
-            name: m.name,
-            version: m.version,
-            description: m.description,
-            patterns: m.patterns,
-            seeds: m.seeds,
-        })
-        .map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
+        let m = validate::check_manifest(m).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
         plugin.patterns =
             build_globs(&m.patterns).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
         plugin.name_tag = Arc::from(m.name.as_str());
@@ -476,9 +453,9 @@ impl Runtime {
 
     /// The parser interface's functions have the shapes its WIT version gives them, checked
     /// before anything runs (otherwise the first call fails with a bare type error).
-    fn check_export_shapes(&self, component: &Component, version: &str) -> Result<()> {
+    fn check_export_shapes(&self, component: &Component, version: WitVersion) -> Result<()> {
         use wasmtime::component::types::{ComponentItem, Type};
-        let want = format!("{PARSER_INTERFACE}@{version}");
+        let want = format!("{PARSER_INTERFACE}@{}", version.as_str());
         let ty = component.component_type();
         let Some(ComponentItem::ComponentInstance(parser)) = ty
             .exports(&self.engine)
@@ -513,25 +490,31 @@ impl Runtime {
         Ok(())
     }
 
-    /// Which supported WIT version the component's exports name.
-    fn wit_version(&self, component: &Component) -> Result<String> {
+    /// The newest supported WIT version among those the component's exports name.
+    fn wit_version(&self, component: &Component) -> Result<WitVersion> {
         let ty = component.component_type();
-        let mut seen = Vec::new();
+        let mut found: Option<WitVersion> = None;
+        let mut unsupported = Vec::new();
         for (name, _) in ty.exports(&self.engine) {
-            if let Some(ver) = name
+            let Some(ver) = name
                 .strip_prefix(PARSER_INTERFACE)
                 .and_then(|v| v.strip_prefix('@'))
-            {
-                if SUPPORTED_WIT_VERSIONS.contains(&ver) {
-                    return Ok(ver.to_owned());
-                }
-                seen.push(crate::escape::escape(ver).into_owned());
+            else {
+                continue;
+            };
+            match WitVersion::parse(ver) {
+                // `ALL` is newest first, so the newest is the smallest.
+                Some(v) => found = Some(found.map_or(v, |f| f.min(v))),
+                None => unsupported.push(crate::escape::escape(ver).into_owned()),
             }
         }
-        if let Some(ver) = seen.first() {
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        if let Some(ver) = unsupported.first() {
             bail!(
                 "built against WIT sandcrawl:plugin@{ver}, but this host supports {}; rebuild the plugin with a matching sandcrawl-plugin-sdk or upgrade sandcrawl",
-                SUPPORTED_WIT_VERSIONS.join(", ")
+                WitVersion::list()
             );
         }
         bail!(
@@ -624,7 +607,7 @@ pub struct Plugin {
     pub info: PluginInfo,
     engine: Engine,
     _ticker: Arc<Ticker>,
-    pre: v0_1::PluginPre<CallState>,
+    pre: wit::BindingsPre,
     limits: Limits,
     config: Arc<str>,
     name_tag: Arc<str>,
@@ -639,7 +622,7 @@ pub struct Plugin {
 /// An instance kept between calls, with the store it was created with.
 struct Warm {
     store: Store<CallState>,
-    bindings: v0_1::Plugin,
+    bindings: wit::Bindings,
     calls: u32,
 }
 
@@ -750,19 +733,15 @@ impl Plugin {
             .unwrap_or(Err(PluginError::Timeout(self.limits.timeout_ms)))
     }
 
-    async fn call_manifest(&self) -> CallResult<v0_1::sandcrawl::plugin::types::PluginManifest> {
+    async fn call_manifest(&self) -> CallResult<RawManifest> {
         let _slot = self.slot().await?;
         let deadline = Instant::now() + self.budget();
         self.within_deadline(deadline, async {
             let mut store = self.new_store();
             store.data_mut().deadline = deadline;
             store.set_epoch_deadline(1);
-            let result = match self.pre.instantiate_async(&mut store).await {
-                Ok(inst) => {
-                    inst.sandcrawl_plugin_parser()
-                        .call_manifest(&mut store)
-                        .await
-                }
+            let result = match self.pre.instantiate(&mut store).await {
+                Ok(inst) => inst.manifest(&mut store).await,
                 Err(e) => Err(e),
             };
             let result = result.map_err(|e| self.classify(&store, e));
@@ -792,31 +771,13 @@ impl Plugin {
     }
 
     async fn parse_in_slot(&self, page: &PageInput) -> CallResult<ParseOutput> {
-        use v0_1::sandcrawl::plugin::types as t;
-        let headers: Vec<t::Header<'_>> = page
-            .headers
-            .iter()
-            .map(|(n, v)| t::Header { name: n, value: v })
-            .collect();
-        let wit_page = t::Page {
-            url: &page.url,
-            status: page.status,
-            headers: &headers,
-            body: &page.body,
-            encoding: &page.encoding,
-            context: t::CrawlContext {
-                depth: page.depth,
-                referrer: page.referrer.as_deref(),
-                metadata: page.metadata.as_deref(),
-            },
-        };
         let deadline = Instant::now() + self.budget();
         let warm = self.take_warm();
         let reused = warm.is_some();
         let result = self
-            .within_deadline(deadline, self.call_parse(warm, wit_page.clone(), deadline))
+            .within_deadline(deadline, self.call_parse(warm, page, deadline))
             .await;
-        let output = match result {
+        let (items, links) = match result {
             // A crash a fresh instance might not have had (state or memory left by earlier
             // pages) gets one more try on a fresh instance, with a budget of its own, so
             // reuse never costs a page. A deadline is not retried: a second run would only
@@ -827,32 +788,11 @@ impl Plugin {
                     "a warm instance failed ({e}); trying a fresh one"
                 );
                 let deadline = Instant::now() + self.budget();
-                self.within_deadline(deadline, self.call_parse(None, wit_page, deadline))
+                self.within_deadline(deadline, self.call_parse(None, page, deadline))
                     .await?
             }
             other => other?,
         };
-        let items = output
-            .items
-            .into_iter()
-            .map(|i| RawItem {
-                kind: i.kind,
-                json: i.json,
-            })
-            .collect();
-        let links = output
-            .links
-            .into_iter()
-            .map(|k| RawLink {
-                url: k.url,
-                priority: k.priority,
-                kind: match k.kind {
-                    t::LinkKind::Follow => LinkKind::Follow,
-                    t::LinkKind::Download => LinkKind::Download,
-                },
-                metadata: k.metadata,
-            })
-            .collect();
         validate::check_output(&self.limits, items, links)
     }
 
@@ -889,10 +829,9 @@ impl Plugin {
     async fn call_parse(
         &self,
         warm: Option<Warm>,
-        wit_page: v0_1::sandcrawl::plugin::types::Page<'_>,
+        page: &PageInput,
         deadline: Instant,
-    ) -> CallResult<v0_1::sandcrawl::plugin::types::ParseOutput> {
-        use v0_1::sandcrawl::plugin::types as t;
+    ) -> CallResult<(Vec<RawItem>, Vec<RawLink>)> {
         let mut w = match warm {
             Some(mut w) => {
                 w.store.data_mut().limiter.hit = false;
@@ -904,7 +843,7 @@ impl Plugin {
                 let mut store = self.new_store();
                 store.data_mut().deadline = deadline;
                 store.set_epoch_deadline(1);
-                let bindings = match self.pre.instantiate_async(&mut store).await {
+                let bindings = match self.pre.instantiate(&mut store).await {
                     Ok(b) => b,
                     Err(e) => {
                         let err = self.classify(&store, e);
@@ -919,16 +858,12 @@ impl Plugin {
                 }
             }
         };
-        let result = w
-            .bindings
-            .sandcrawl_plugin_parser()
-            .call_parse(&mut w.store, wit_page)
-            .await;
+        let result = w.bindings.parse(&mut w.store, page).await;
         w.calls += 1;
         let output = match result {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(t::ParseError::NotMine)) => Err(PluginError::NotMine),
-            Ok(Err(t::ParseError::Failed(m))) => Err(PluginError::Failed(
+            Ok(Err(wit::Declined::NotMine)) => Err(PluginError::NotMine),
+            Ok(Err(wit::Declined::Failed(m))) => Err(PluginError::Failed(
                 crate::escape::escape(&truncate(&m, 1000)).into_owned(),
             )),
             Err(e) => {
