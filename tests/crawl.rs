@@ -934,3 +934,79 @@ fn urls_are_fetched_as_written_and_deduplicated_by_their_normal_form() {
     // What the page wrote goes on the wire (the first spelling of each page), once.
     assert_eq!(asked, ["/", "/p?flag", "/q?b=2&a=1", "/s?q=a%20b", "/t"]);
 }
+
+/// A server that never finishes a sitemap must not hold the crawl: Ctrl+C while sitemaps are
+/// read stops at once (exit 130), and says which files were left.
+#[test]
+fn ctrl_c_while_sitemaps_are_read_stops_at_once() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        match req.uri().path() {
+            "/robots.txt" => html(404, ""),
+            "/sitemap.xml" => {
+                tokio::time::sleep(Duration::from_secs(50)).await;
+                html(200, "<urlset></urlset>")
+            }
+            _ => html(200, "<p>page</p>"),
+        }
+    }));
+    let st = tempdir("sitemap-sigint");
+    let s = st.display().to_string();
+    let root = site.url("/");
+    let args = crawl_args(&s, &[&root, "--sitemaps"]);
+    let mut child = Command::new(sandcrawl_e2e::bin())
+        .args(&args)
+        .env("SANDCRAWL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let asked = Instant::now() + Duration::from_secs(20);
+    while !site.paths().contains(&"/sitemap.xml".to_owned()) && Instant::now() < asked {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(site.paths().contains(&"/sitemap.xml".to_owned()));
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // The sitemap answers after 50 s: stopping within this bound means it was not waited for.
+    let status = wait_bounded(&mut child, Duration::from_secs(20)).expect("stops after Ctrl+C");
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(130), "{err}");
+    let sm = summary(&st)["sitemaps"].to_string();
+    assert!(
+        sm.contains("stopped (Ctrl+C) with 1 sitemap files not read"),
+        "{sm}"
+    );
+    assert!(
+        !site.paths().contains(&"/".to_owned()),
+        "no page fetched after the stop"
+    );
+}
+
+/// A sitemap listing more URLs than the crawl may fetch queues no more than `max_pages`.
+#[test]
+fn sitemap_urls_are_capped_by_max_pages() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        let host = sandcrawl_e2e::header(&req, "host", "");
+        match req.uri().path() {
+            "/robots.txt" => html(404, ""),
+            "/sitemap.xml" => {
+                let list: String = (0..20).map(|i| format!("http://{host}/p/{i}\n")).collect();
+                html(200, list)
+            }
+            _ => html(200, "<p>page</p>"),
+        }
+    }));
+    let st = tempdir("sitemap-cap");
+    run_crawl(&st, &[&site.url("/"), "--sitemaps", "--max-pages", "5"]);
+    let s = summary(&st);
+    assert_eq!(s["sitemaps"]["urls"], 5, "{s}");
+    assert!(
+        s["sitemaps"]["errors"]
+            .to_string()
+            .contains("15 URLs past scope.max_pages (5)"),
+        "{s}"
+    );
+    assert_eq!(s["pages"], 5, "{s}");
+}

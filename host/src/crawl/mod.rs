@@ -77,7 +77,7 @@ pub(crate) async fn run_with(
     seeds: Vec<url::Url>,
     plugins: Vec<Plugin>,
     refused: Vec<String>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     mut frontier: Box<dyn Frontier>,
     sink: Box<dyn Sink>,
 ) -> Result<Summary> {
@@ -149,8 +149,15 @@ pub(crate) async fn run_with(
         ..Summary::default()
     };
     if cfg.seeds_from_sitemaps {
-        let found = sitemaps::discover(&cfg, &shared, &seeds).await;
-        let stats = found.queue(&cfg, &shared.scope, frontier.as_mut(), &mut summary)?;
+        let stats = sitemaps::seed(
+            &cfg,
+            &shared,
+            &seeds,
+            frontier.as_mut(),
+            &mut summary,
+            &mut stop,
+        )
+        .await?;
         summary.sitemaps = Some(stats);
     }
     let progress = crate::progress::Progress::new(

@@ -104,6 +104,11 @@ impl Scheduler {
         mut stop: watch::Receiver<bool>,
         progress: &Progress,
     ) -> Result<()> {
+        // Stopped before the loop began (Ctrl+C while sitemaps were read): nothing starts.
+        if *stop.borrow() {
+            self.summary.stopped_early = true;
+            return Ok(());
+        }
         let mut last_checkpoint = Instant::now();
         let checkpoint_every = Duration::from_secs(self.cfg.checkpoint_interval_s.max(1));
         loop {

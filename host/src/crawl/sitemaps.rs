@@ -1,6 +1,7 @@
 //! Seeds from sitemaps (`--sitemaps`): for each seed origin, the `Sitemap:` lines of its
 //! robots.txt, or `/sitemap.xml` when it names none; index files followed up to
-//! `MAX_NESTING` levels, at most `MAX_FILES` files per crawl. The URLs they list go through
+//! `MAX_NESTING` levels, at most `MAX_FILES` files, `MAX_TIME` and `scope.max_pages` URLs per
+//! crawl, and Ctrl+C honoured between and during fetches. The URLs they list go through
 //! scope and dedup like any link (robots.txt is checked when each is fetched), and entries
 //! older than `--since` are skipped.
 //!
@@ -17,26 +18,35 @@ use crate::sitemap::{self, Date, Entry};
 use crate::summary::{SitemapStats, Summary};
 use anyhow::Result;
 use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use url::Url;
 
 /// Index files may point at index files this many levels deep (seed sitemap = level 0).
 pub const MAX_NESTING: u32 = 3;
 /// Sitemap files read per crawl, whatever the indexes list.
 pub const MAX_FILES: usize = 1_000;
+/// Wall-clock time the whole discovery may take before the crawl starts without the rest.
+pub const MAX_TIME: Duration = Duration::from_secs(600);
+/// URLs taken from sitemaps per crawl when `scope.max_pages` is unlimited.
+pub const MAX_URLS_UNLIMITED: u64 = 10_000_000;
 
-/// What the sitemaps listed, before scope and dedup.
-#[derive(Default)]
-pub struct Found {
-    entries: Vec<(Entry, Url)>,
-    files: u64,
-    errors: Vec<String>,
-}
-
-/// Fetches the seeds' sitemaps. Nothing here fails the crawl: a sitemap that cannot be
-/// fetched or read is one line in `errors`.
-pub async fn discover(cfg: &CrawlConfig, shared: &Shared, seeds: &[Url]) -> Found {
-    let mut found = Found::default();
+/// Reads the seeds' sitemaps and queues the URLs they list, file by file, so memory holds one
+/// file at a time. Nothing here fails the crawl: a sitemap that cannot be fetched or read is
+/// one line in the stats' `errors`. Returns early, with a line saying so, when `stop` turns
+/// true (Ctrl+C), after `MAX_TIME`, or once `scope.max_pages` URLs were listed.
+pub async fn seed(
+    cfg: &CrawlConfig,
+    shared: &Shared,
+    seeds: &[Url],
+    frontier: &mut dyn Frontier,
+    summary: &mut Summary,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<SitemapStats> {
+    let mut stats = SitemapStats::default();
+    let started = Instant::now();
+    let cap = cfg.scope.max_pages.unwrap_or(MAX_URLS_UNLIMITED);
+    let since = cfg.sitemaps_since.as_deref().and_then(Date::parse);
     let mut queue: VecDeque<(Url, u32)> = VecDeque::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut origins: Vec<Url> = Vec::new();
@@ -47,7 +57,10 @@ pub async fn discover(cfg: &CrawlConfig, shared: &Shared, seeds: &[Url]) -> Foun
         }
     }
     for root in origins {
-        let robots = shared.robots.get(&shared.fetcher, &root).await;
+        let robots = tokio::select! {
+            r = shared.robots.get(&shared.fetcher, &root) => r,
+            _ = stopped(stop) => return Ok(interrupted(stats, queue.len())),
+        };
         let listed: Vec<Url> = robots
             .sitemaps
             .iter()
@@ -67,32 +80,54 @@ pub async fn discover(cfg: &CrawlConfig, shared: &Shared, seeds: &[Url]) -> Foun
     let delay = Duration::from_millis(cfg.politeness.delay_ms);
     let mut first = true;
     while let Some((url, level)) = queue.pop_front() {
-        if found.files as usize >= MAX_FILES {
-            found.errors.push(format!(
+        if stats.files as usize >= MAX_FILES {
+            stats.errors.push(format!(
                 "more than {MAX_FILES} sitemap files; {} more not read",
+                queue.len() + 1
+            ));
+            break;
+        }
+        if started.elapsed() >= MAX_TIME {
+            stats.errors.push(format!(
+                "reading sitemaps took over {} s; {} more files not read",
+                MAX_TIME.as_secs(),
+                queue.len() + 1
+            ));
+            break;
+        }
+        if stats.urls >= cap {
+            stats.errors.push(format!(
+                "the sitemaps listed {cap} URLs (scope.max_pages); {} more files not read",
                 queue.len() + 1
             ));
             break;
         }
         // Sitemap files are requests like any other: spaced by the politeness delay.
         if !first && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stopped(stop) => return Ok(interrupted(stats, queue.len() + 1)),
+            }
         }
         first = false;
-        let file = match fetch(shared, &url).await {
+        let fetched = tokio::select! {
+            f = fetch(shared, &url) => f,
+            _ = stopped(stop) => return Ok(interrupted(stats, queue.len() + 1)),
+        };
+        let file = match fetched {
             Ok(f) => f,
             Err(why) => {
                 tracing::warn!(sitemap = %url, "sitemap not read: {why}");
-                found.errors.push(format!("{url}: {why}"));
+                stats.errors.push(format!("{url}: {why}"));
                 continue;
             }
         };
-        found.files += 1;
+        stats.files += 1;
         if let Some(e) = &file.error {
-            found.errors.push(format!("{url}: {e}"));
+            stats.errors.push(format!("{url}: {e}"));
         }
         if file.dropped > 0 {
-            found.errors.push(format!(
+            stats.errors.push(format!(
                 "{url}: {} entries past the protocol's cap of {} dropped",
                 file.dropped,
                 sitemap::MAX_URLS
@@ -100,24 +135,56 @@ pub async fn discover(cfg: &CrawlConfig, shared: &Shared, seeds: &[Url]) -> Foun
         }
         for e in file.sitemaps {
             let Ok(next) = url.join(&e.loc) else {
-                found
+                stats
                     .errors
                     .push(format!("{url}: invalid sitemap location {:?}", e.loc));
                 continue;
             };
             if level + 1 > MAX_NESTING {
-                found.errors.push(format!(
+                stats.errors.push(format!(
                     "{next}: sitemap indexes nested deeper than {MAX_NESTING} levels; not read"
                 ));
             } else if seen.insert(next.to_string()) {
                 queue.push_back((next, level + 1));
             }
         }
-        for e in file.urls {
-            found.entries.push((e, url.clone()));
+        let room = usize::try_from(cap - stats.urls).unwrap_or(usize::MAX);
+        if file.urls.len() > room {
+            stats.errors.push(format!(
+                "{url}: {} URLs past scope.max_pages ({cap}) from sitemaps not queued",
+                file.urls.len() - room
+            ));
+        }
+        let entries: Vec<Entry> = file.urls.into_iter().take(room).collect();
+        stats.urls += entries.len() as u64;
+        stats.queued += queue_entries(cfg, &shared.scope, since, &url, entries, frontier, summary)?;
+    }
+    tracing::info!(
+        files = stats.files,
+        listed = stats.urls,
+        queued = stats.queued,
+        "seeded from sitemaps"
+    );
+    Ok(stats)
+}
+
+/// Resolves when `stop` says the crawl is to stop (Ctrl+C); never, if its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
-    found
+}
+
+fn interrupted(mut stats: SitemapStats, left: usize) -> SitemapStats {
+    stats.errors.push(format!(
+        "stopped (Ctrl+C) with {left} sitemap files not read"
+    ));
+    stats
 }
 
 /// Fetches one sitemap file: in scope (origin), allowed by robots.txt, a 2xx answer,
@@ -153,57 +220,41 @@ async fn fetch(shared: &Shared, url: &Url) -> Result<sitemap::Sitemap, String> {
     Ok(parsed)
 }
 
-impl Found {
-    /// Queues the listed URLs that pass `--since`, scope and dedup, as depth-0 pages.
-    pub fn queue(
-        self,
-        cfg: &CrawlConfig,
-        scope: &Scope,
-        frontier: &mut dyn Frontier,
-        summary: &mut Summary,
-    ) -> Result<SitemapStats> {
-        let since = cfg.sitemaps_since.as_deref().and_then(Date::parse);
-        let mut stats = SitemapStats {
-            files: self.files,
-            urls: self.entries.len() as u64,
-            queued: 0,
-            errors: self.errors,
-        };
-        let mut skip = |why: Skip| *summary.skipped.entry(why.as_str().into()).or_default() += 1;
-        let mut batch = Vec::new();
-        for (e, from) in self.entries {
-            if let (Some(since), Some(lastmod)) = (since, e.lastmod)
-                && lastmod < since
-            {
-                skip(Skip::SitemapOld);
-                continue;
-            }
-            let Ok(u) = from.join(&e.loc) else {
-                skip(Skip::InvalidLink);
-                continue;
-            };
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                skip(Skip::InvalidLink);
-                continue;
-            }
-            let mut normalized = u.clone();
-            cfg.normalize.apply(&mut normalized);
-            if let Err(why) = scope.check_url(&normalized) {
-                skip(why.into());
-                continue;
-            }
-            batch.push(super::links::new_url(&u, &cfg.normalize, 0, UrlKind::Page));
-            if batch.len() >= 10_000 {
-                stats.queued += frontier.add(std::mem::take(&mut batch))? as u64;
-            }
+/// Queues one file's URLs that pass `--since`, scope and dedup, as depth-0 pages. Returns
+/// how many were new.
+fn queue_entries(
+    cfg: &CrawlConfig,
+    scope: &Scope,
+    since: Option<Date>,
+    from: &Url,
+    entries: Vec<Entry>,
+    frontier: &mut dyn Frontier,
+    summary: &mut Summary,
+) -> Result<u64> {
+    let mut skip = |why: Skip| *summary.skipped.entry(why.as_str().into()).or_default() += 1;
+    let mut batch = Vec::with_capacity(entries.len());
+    for e in entries {
+        if let (Some(since), Some(lastmod)) = (since, e.lastmod)
+            && lastmod < since
+        {
+            skip(Skip::SitemapOld);
+            continue;
         }
-        stats.queued += frontier.add(batch)? as u64;
-        tracing::info!(
-            files = stats.files,
-            listed = stats.urls,
-            queued = stats.queued,
-            "seeded from sitemaps"
-        );
-        Ok(stats)
+        let Ok(u) = from.join(&e.loc) else {
+            skip(Skip::InvalidLink);
+            continue;
+        };
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            skip(Skip::InvalidLink);
+            continue;
+        }
+        let mut normalized = u.clone();
+        cfg.normalize.apply(&mut normalized);
+        if let Err(why) = scope.check_url(&normalized) {
+            skip(why.into());
+            continue;
+        }
+        batch.push(super::links::new_url(&u, &cfg.normalize, 0, UrlKind::Page));
     }
+    Ok(frontier.add(batch)? as u64)
 }
