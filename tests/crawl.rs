@@ -1010,3 +1010,70 @@ fn sitemap_urls_are_capped_by_max_pages() {
     );
     assert_eq!(s["pages"], 5, "{s}");
 }
+
+/// A plugin that crashes on every page is disabled after `plugin_max_failures` crashes in a
+/// row: its remaining pages fail with `plugin_disabled` instead of each spending a budget,
+/// and the summary says so.
+#[test]
+fn a_plugin_that_keeps_crashing_is_disabled() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        match req.uri().path() {
+            "/" => {
+                let links: String = (0..10)
+                    .map(|i| format!("<a href=\"/hostile/p{i}/panic\">{i}</a>"))
+                    .collect();
+                html(200, links)
+            }
+            _ => html(200, "<p>x</p>"),
+        }
+    }));
+    let st = tempdir("disable");
+    let state = st.display().to_string();
+    let hostile = plugin("hostile").display().to_string();
+    let u = site.url("/");
+    let (status, _, err) = run_bin(
+        &[
+            "run",
+            "--plugins",
+            &hostile,
+            "--state",
+            &state,
+            "--no-progress",
+            "--set",
+            "plugin_max_failures=3",
+            &u,
+        ],
+        LIMIT,
+    );
+    assert!(status.success(), "{err}");
+    let s = summary(&st);
+    let traps = s["plugins"]["hostile"]["errors"]["trap"]
+        .as_u64()
+        .unwrap_or(0);
+    let disabled = s["errors"]["plugin_disabled"].as_u64().unwrap_or(0);
+    // Calls already running when the third crash lands may still crash; none start after.
+    assert!((3..=5).contains(&traps), "{s}");
+    assert_eq!(
+        traps + disabled,
+        10,
+        "every page either crashed or failed as disabled: {s}"
+    );
+    // Each of those pages was answered (200) and failed after the answer.
+    assert_eq!(
+        s["status"]["200"], 11,
+        "the start page and the ten hostile pages: {s}"
+    );
+    let why = s["plugins_disabled"]["hostile"].as_str().unwrap_or("");
+    assert!(
+        why.contains("consecutive calls trapped or timed out"),
+        "{s}"
+    );
+    assert!(err.contains("plugin hostile was disabled"), "{err}");
+    assert!(
+        s["error_samples"]["plugin_disabled"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("plugin hostile is disabled")),
+        "{s}"
+    );
+}

@@ -46,6 +46,9 @@ pub struct CrawlConfig {
     pub progress_interval_s: u64,
     /// Seconds between durability checkpoints (fsync of items, flush of the frontier).
     pub checkpoint_interval_s: u64,
+    /// Consecutive crashes (traps, timeouts, memory) after which a plugin is disabled for the
+    /// rest of the crawl; 0: never.
+    pub plugin_max_failures: u32,
     /// Where compiled plugins are cached. Default: $XDG_CACHE_HOME/sandcrawl or ~/.cache/sandcrawl.
     pub cache_dir: Option<PathBuf>,
     pub scope: ScopeConfig,
@@ -76,6 +79,7 @@ impl Default for CrawlConfig {
             progress: true,
             progress_interval_s: 10,
             checkpoint_interval_s: 5,
+            plugin_max_failures: 20,
             cache_dir: None,
             scope: ScopeConfig::default(),
             normalize: NormalizeConfig::default(),
@@ -195,6 +199,8 @@ pub struct PluginSettings {
     pub patterns: Option<Vec<String>>,
     /// Set to false to load the plugin but route nothing to it.
     pub enabled: Option<bool>,
+    /// Overrides `plugin_max_failures` for this plugin.
+    pub max_failures: Option<u32>,
 }
 
 impl CrawlConfig {

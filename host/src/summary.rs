@@ -58,6 +58,8 @@ pub struct Summary {
     pub plugins: BTreeMap<String, PluginStats>,
     /// Plugin files that could not be loaded, one line each; the crawl ran without them.
     pub plugins_refused: Vec<String>,
+    /// Plugins disabled during the crawl after repeated crashes, and why.
+    pub plugins_disabled: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sitemaps: Option<SitemapStats>,
     /// URLs still to do: queued, plus those that were in flight when the crawl stopped.
@@ -154,6 +156,9 @@ impl fmt::Display for Summary {
                     format!(", errors {}", counts(&p.errors))
                 }
             )?;
+        }
+        for (name, why) in &s.plugins_disabled {
+            writeln!(f, "  plugin {name} was disabled: {why}")?;
         }
         for (host, why) in &s.hosts_given_up {
             writeln!(f, "  gave up on {host}: {why}")?;

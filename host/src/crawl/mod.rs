@@ -8,6 +8,7 @@
 //! reasons the summary counts), `ready` (which hosts may start next). This module must not
 //! know HTTP details (`fetch`), plugin internals (`plugin`) or output formats (`sink`).
 
+mod health;
 mod links;
 mod outcome;
 mod page;
@@ -118,11 +119,23 @@ pub(crate) async fn run_with(
             );
         }
     }
+    let health = plugins
+        .iter()
+        .map(|p| {
+            health::PluginHealth::new(
+                cfg.plugins
+                    .get(&p.info.name)
+                    .and_then(|s| s.max_failures)
+                    .unwrap_or(cfg.plugin_max_failures),
+            )
+        })
+        .collect();
     let (claims_tx, claims_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         fetcher: Fetcher::new(cfg.fetch.clone())?,
         plugins,
         enabled,
+        health,
         robots: RobotsCache::default(),
         scope,
         files: FilesStore::new(cfg.files_path()),

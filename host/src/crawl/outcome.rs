@@ -60,6 +60,8 @@ pub enum FailureKind {
     DownloadTooLarge,
     /// A download could not be stored.
     DownloadStore,
+    /// Every plugin that claims the page was disabled after repeated crashes.
+    PluginDisabled,
     /// A sandcrawl bug, reported instead of losing the URL.
     Internal,
 }
@@ -72,6 +74,7 @@ impl FailureKind {
             FailureKind::HostGaveUp => "host_gave_up".into(),
             FailureKind::DownloadTooLarge => "download_too_large".into(),
             FailureKind::DownloadStore => "download_store".into(),
+            FailureKind::PluginDisabled => "plugin_disabled".into(),
             FailureKind::Internal => "internal_error".into(),
         }
     }
@@ -96,8 +99,20 @@ impl FailureKind {
     }
 }
 
-/// One plugin call on a page: plugin index, (items, links) or the error, and its duration.
-pub type PluginRun = (usize, Result<(u64, u64), PluginError>, Duration);
+/// What one plugin did with a page.
+pub enum RunResult {
+    /// Parsed: how many items and links it gave.
+    Parsed {
+        items: u64,
+        links: u64,
+    },
+    Failed(PluginError),
+    /// Not called: the plugin is disabled (see `health.rs`).
+    Disabled,
+}
+
+/// One plugin's turn on a page: plugin index, what came of it, and its duration.
+pub type PluginRun = (usize, RunResult, Duration);
 
 /// What a worker did with a lease.
 pub enum Work {
@@ -129,6 +144,9 @@ pub enum Work {
     Failed {
         kind: FailureKind,
         cause: String,
+        /// The status the host answered with, when the failure came after an answer (a
+        /// download too large, a page only a disabled plugin claims).
+        status: Option<u16>,
     },
 }
 
@@ -137,7 +155,8 @@ impl Work {
     pub fn status(&self) -> Option<u16> {
         match self {
             Work::Page { resp, .. } | Work::Download { resp, .. } => Some(resp.status),
-            Work::Retry { kind, .. } | Work::Failed { kind, .. } => kind.status(),
+            Work::Retry { kind, .. } => kind.status(),
+            Work::Failed { kind, status, .. } => status.or(kind.status()),
             Work::Disallowed | Work::Duplicate { .. } => None,
         }
     }

@@ -3,7 +3,7 @@
 //! claims), or a download stored and described. It must not queue, count or write anything;
 //! the scheduler commits what this returns.
 
-use super::outcome::{FailureKind, PluginRun, Work};
+use super::outcome::{FailureKind, PluginRun, RunResult, Work};
 use super::worker::Shared;
 use crate::fetch::Response;
 use crate::frontier::Lease;
@@ -94,6 +94,7 @@ pub(super) fn download(
         return Work::Failed {
             kind: FailureKind::DownloadTooLarge,
             cause: format!("body over fetch.max_body_bytes ({} bytes)", resp.body.len()),
+            status: Some(resp.status),
         };
     }
     let stored = match shared
@@ -106,6 +107,7 @@ pub(super) fn download(
             return Work::Failed {
                 kind: FailureKind::DownloadStore,
                 cause: format!("{e:#}"),
+                status: Some(resp.status),
             };
         }
     };
@@ -146,6 +148,7 @@ pub(super) fn download(
                 return Work::Failed {
                     kind: FailureKind::DownloadStore,
                     cause: e.to_string(),
+                    status: Some(resp.status),
                 };
             }
         },
@@ -190,9 +193,19 @@ pub(super) async fn parse_page(
     let mut links = Vec::new();
     let mut runs: Vec<PluginRun> = Vec::new();
     let mut claimed = false;
+    let mut disabled_only: Option<String> = None;
+    let matched = !matching.is_empty();
     for i in matching {
-        let (result, took) = shared.plugins[i].parse_timed(&input).await;
         let info = &shared.plugins[i].info;
+        if let Some(why) = shared.health[i].disabled() {
+            runs.push((i, RunResult::Disabled, std::time::Duration::ZERO));
+            disabled_only.get_or_insert_with(|| format!("plugin {} is disabled: {why}", info.name));
+            continue;
+        }
+        let (result, took) = shared.plugins[i].parse_timed(&input).await;
+        if let Some(why) = shared.health[i].record(&result) {
+            tracing::warn!(plugin = %info.name, "disabled for the rest of the crawl: {why}");
+        }
         match result {
             Ok(out) => {
                 claimed = true;
@@ -212,15 +225,37 @@ pub(super) async fn parse_page(
                     });
                 }
                 links.extend(out.links.into_iter().map(|l| (l, Some(info.name.clone()))));
-                runs.push((i, Ok((ni, nl)), took));
+                runs.push((
+                    i,
+                    RunResult::Parsed {
+                        items: ni,
+                        links: nl,
+                    },
+                    took,
+                ));
             }
-            Err(PluginError::NotMine) => runs.push((i, Err(PluginError::NotMine), took)),
+            Err(PluginError::NotMine) => {
+                runs.push((i, RunResult::Failed(PluginError::NotMine), took))
+            }
             Err(e) => {
                 claimed = true;
                 tracing::warn!(plugin = %info.name, url = %url_str, "plugin error: {e}");
-                runs.push((i, Err(e), took));
+                runs.push((i, RunResult::Failed(e), took));
             }
         }
+    }
+    // Every plugin that claims this page is disabled: the page fails with that reason,
+    // rather than passing for a page nobody wanted (the link follower does not read it).
+    let all_disabled = matched
+        && runs
+            .iter()
+            .all(|(_, r, _)| matches!(r, RunResult::Disabled));
+    if all_disabled && let Some(cause) = disabled_only {
+        return Work::Failed {
+            kind: FailureKind::PluginDisabled,
+            cause,
+            status: Some(resp.status),
+        };
     }
     let mut links_dropped = 0;
     if !claimed && shared.follow_unclaimed && resp.is_html() {

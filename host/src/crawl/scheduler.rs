@@ -9,7 +9,7 @@
 //! (`fetch` says what a response means) and no plugin internals.
 
 use super::links::LinkFilter;
-use super::outcome::{Done, FailureKind, Skip, Work};
+use super::outcome::{Done, FailureKind, RunResult, Skip, Work};
 use super::ready::ReadyHosts;
 use super::scope::QueryVariants;
 use super::worker::{Claim, Shared, work_or_report};
@@ -180,6 +180,13 @@ impl Scheduler {
         summary.queued_left = c.queued + self.in_flight as u64;
         summary.elapsed_s = self.started.elapsed().as_secs_f64();
         summary.requests += self.shared.fetcher.responses();
+        for (p, h) in self.shared.plugins.iter().zip(&self.shared.health) {
+            if let Some(why) = h.disabled() {
+                summary
+                    .plugins_disabled
+                    .insert(p.info.name.clone(), why.to_owned());
+            }
+        }
         Ok(summary)
     }
 
@@ -395,7 +402,7 @@ impl Scheduler {
                 cause,
                 retry_after,
             } => self.retry_or_fail(lease, host, is_page, kind, cause, retry_after),
-            Work::Failed { kind, cause } => {
+            Work::Failed { kind, cause, .. } => {
                 self.record_error(&kind, &lease.record.url, &cause);
                 self.complete(lease, Outcome::Failed, is_page)
             }
@@ -439,11 +446,16 @@ impl Scheduler {
                     st.calls += 1;
                     st.time_ms += took.as_secs_f64() * 1000.0;
                     match result {
-                        Ok((ni, nl)) => {
-                            st.items += ni;
-                            st.links += nl;
+                        RunResult::Parsed { items, links } => {
+                            st.items += items;
+                            st.links += links;
                         }
-                        Err(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
+                        RunResult::Failed(e) => {
+                            *st.errors.entry(e.kind().to_owned()).or_default() += 1
+                        }
+                        RunResult::Disabled => {
+                            *st.errors.entry("disabled".into()).or_default() += 1
+                        }
                     }
                 }
                 let mut skips: Vec<Skip> = Vec::new();

@@ -66,6 +66,8 @@ pub struct Shared {
     pub fetcher: Fetcher,
     pub plugins: Vec<Plugin>,
     pub enabled: Vec<bool>,
+    /// Per plugin (same order): its run of crashes, and whether it is disabled.
+    pub health: Vec<super::health::PluginHealth>,
     pub robots: RobotsCache,
     pub scope: Scope,
     pub files: FilesStore,
@@ -99,6 +101,7 @@ pub async fn work_or_report(shared: &Arc<Shared>, lease: Lease) -> Done {
                 work: Work::Failed {
                     kind: FailureKind::Internal,
                     cause: what,
+                    status: None,
                 },
                 latency: Duration::ZERO,
                 crawl_delay: None,
@@ -114,6 +117,7 @@ async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
         Err(e) => Work::Failed {
             kind: FailureKind::transport(crate::fetch::FetchError::BadUrl(e.to_string())),
             cause: e.to_string(),
+            status: None,
         },
         Ok(url) => {
             let mut verdict = None;
@@ -125,6 +129,7 @@ async fn work(shared: &Arc<Shared>, lease: Lease) -> Done {
                     verdict = Some(Work::Failed {
                         kind: FailureKind::transport(e.clone()),
                         cause: format!("robots.txt: {e}"),
+                        status: None,
                     });
                 } else if !r.allowed(&url) {
                     verdict = Some(if r.unreachable() {
@@ -231,6 +236,7 @@ async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work 
             return Work::Failed {
                 kind: FailureKind::Fetch(failure),
                 cause,
+                status: None,
             };
         }
     };
