@@ -64,6 +64,100 @@ fn plugins_list_and_check() {
         line.contains("sandcrawl:plugin@9.0.0") && line.contains("rebuild"),
         "{line}"
     );
+
+    // A folder: every plugin in it is checked, and one that cannot load fails the check.
+    let (st, out, err) = run_bin(&["plugins", "check", &d], T);
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok: ")).count(),
+        2,
+        "{out}"
+    );
+    std::fs::copy(plugin("future-wit"), dir.join("future.wasm")).expect("copy");
+    let (st, out, err) = run_bin(&["plugins", "check", &d], T);
+    assert_eq!(st.code(), Some(1));
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok: ")).count(),
+        2,
+        "{out}"
+    );
+    assert!(first_error_line(&err).contains("future.wasm"), "{err}");
+    let empty = tempdir("empty-plugins").display().to_string();
+    let (st, _, err) = run_bin(&["plugins", "check", &empty], T);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        first_error_line(&err).contains("holds no .wasm files"),
+        "{err}"
+    );
+}
+
+/// A fixture saved with `sandcrawl fetch` (decoded, its headers beside it) replays with
+/// `parse`, and `parse --expect` turns the output into a golden test.
+#[test]
+fn fetch_saves_a_fixture_and_parse_expect_compares_with_a_golden_file() {
+    use std::io::Write as _;
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(sandcrawl_e2e::serve("127.0.0.1", |req| async move {
+        let path = req.uri().path().to_owned();
+        if path == "/robots.txt" {
+            return sandcrawl_e2e::html(200, "User-agent: *\nDisallow: /private/\n");
+        }
+        let (status, ct, body) = sandcrawl::demo::respond(&path);
+        // Served gzip-compressed: the fixture must hold the decoded page.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).expect("gzip");
+        hyper::Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .header("content-encoding", "gzip")
+            .body(sandcrawl_e2e::full(gz.finish().expect("gzip")))
+            .expect("response")
+    }));
+    let dir = tempdir("fixture");
+    let page = dir.join("page.html");
+    let p = page.display().to_string();
+    let url = site.url("/quotes/page/1/");
+    let (st, _, err) = run_bin(&["fetch", &url, "-o", &p], T);
+    assert!(st.success(), "{err}");
+    let saved = std::fs::read(&page).expect("saved page");
+    assert_eq!(saved, sandcrawl::demo::respond("/quotes/page/1/").2);
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("page.html.headers.json")).expect("sidecar"),
+    )
+    .expect("json");
+    assert_eq!(side["status"], 200);
+    assert_eq!(side["encoding"], "UTF-8");
+
+    let (st, _, err) = run_bin(&["fetch", &site.url("/private/x"), "-o", &p], T);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        first_error_line(&err).contains("robots.txt disallows"),
+        "{err}"
+    );
+
+    let q = plugin("quotes").display().to_string();
+    let parse = ["parse", "--plugin", &q, "--url", &url, &p];
+    let (st, out, err) = run_bin(&parse, T);
+    assert!(st.success(), "{err}");
+    let golden = dir.join("golden.json");
+    std::fs::write(&golden, &out).expect("golden");
+    let g = golden.display().to_string();
+    let mut expect: Vec<&str> = parse.to_vec();
+    expect.extend(["--expect", &g]);
+    let (st, _, err) = run_bin(&expect, T);
+    assert!(st.success(), "{err}");
+
+    let changed = out.replacen("Ada Quill", "Someone Else", 1);
+    std::fs::write(&golden, changed).expect("golden");
+    let (st, _, err) = run_bin(&expect, T);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains("item 0: expected")
+            && l.contains("Someone Else")
+            && l.contains("Ada Quill")),
+        "{err}"
+    );
+    assert!(first_error_line(&err).contains("differs from"), "{err}");
 }
 
 #[test]

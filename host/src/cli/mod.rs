@@ -1,8 +1,9 @@
-//! The command line: one file per subcommand (`run`, `demo`, `plugins`, `parse`), each
+//! The command line: one file per subcommand (`run`, `demo`, `plugins`, `parse`, `fetch`), each
 //! turning its flags into a call on the library and an exit code. It owns flags, exit codes
 //! and what is printed for a person; it must not crawl, fetch or parse itself.
 
 mod demo;
+mod fetch;
 mod parse;
 mod plugins;
 mod run;
@@ -44,6 +45,9 @@ pub enum Command {
     Plugins(PluginsCmd),
     /// Run one plugin on a saved page, offline, and print its items and links as JSON.
     Parse(parse::ParseArgs),
+    /// Save one page through the crawler's fetcher (user agent, robots.txt, decoding), for a
+    /// plugin's test fixtures; its headers go to FILE.headers.json.
+    Fetch(fetch::FetchArgs),
 }
 
 #[derive(Subcommand)]
@@ -55,8 +59,9 @@ pub enum PluginsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Validate one plugin file; exits non-zero with the reason if it cannot be loaded.
-    Check { file: PathBuf },
+    /// Validate a plugin file, or every *.wasm in a folder; exits non-zero with the reason
+    /// for each one that cannot be loaded.
+    Check { path: PathBuf },
 }
 
 pub async fn dispatch(cmd: Command) -> Result<i32> {
@@ -65,7 +70,8 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Demo(args) => demo::demo(args).await,
         Command::ServeDemo { addr } => demo::serve(addr).await,
         Command::Plugins(PluginsCmd::List { dir, json }) => plugins::list(&dir, json).await,
-        Command::Plugins(PluginsCmd::Check { file }) => plugins::check(&file).await,
+        Command::Plugins(PluginsCmd::Check { path }) => plugins::check(&path).await,
         Command::Parse(args) => parse::parse_offline(args).await,
+        Command::Fetch(args) => fetch::fetch(args).await,
     }
 }

@@ -1,5 +1,5 @@
-//! `sandcrawl plugins list|check`: what a folder of plugins holds, and whether one file
-//! loads. Everything a plugin wrote is escaped before it is printed.
+//! `sandcrawl plugins list|check`: what a folder of plugins holds, and whether a file (or
+//! every file of a folder) loads. Everything a plugin wrote is escaped before it is printed.
 
 use anyhow::Result;
 use sandcrawl::config::default_cache_dir;
@@ -7,18 +7,34 @@ use sandcrawl::escape::escape;
 use sandcrawl::plugin::{Limits, Runtime};
 use std::path::Path;
 
-pub async fn check(file: &Path) -> Result<i32> {
+pub async fn check(path: &Path) -> Result<i32> {
     let rt = Runtime::new(Limits::default(), default_cache_dir())?;
-    let p = rt.load_file(file).await?;
-    println!(
-        "ok: {} {} (WIT {}, sha256 {}) handles {}",
-        p.info.name,
-        escape(&p.info.version),
-        p.info.wit_version,
-        p.info.sha256,
-        escape(&p.info.patterns.join(" "))
-    );
-    Ok(0)
+    let (plugins, errors) = if path.is_dir() {
+        let (plugins, errors) = rt.load_dir(path).await?;
+        if plugins.is_empty() && errors.is_empty() {
+            anyhow::bail!(
+                "{} holds no .wasm files; build plugins with `cargo build --release --target wasm32-wasip2`",
+                path.display()
+            );
+        }
+        (plugins, errors)
+    } else {
+        (vec![rt.load_file(path).await?], Vec::new())
+    };
+    for p in &plugins {
+        println!(
+            "ok: {} {} (WIT {}, sha256 {}) handles {}",
+            p.info.name,
+            escape(&p.info.version),
+            p.info.wit_version,
+            p.info.sha256,
+            escape(&p.info.patterns.join(" "))
+        );
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
 pub async fn list(dir: &Path, json: bool) -> Result<i32> {
