@@ -186,6 +186,22 @@ fn parse_replays_a_saved_page_deterministically() {
     let (st, _, err) = run_bin(&["parse", "--plugin", &q, "--url", "not a url", &page], T);
     assert!(!st.success());
     assert!(first_error_line(&err).contains("--url"), "{err}");
+
+    // The native test harness describes the same page in the same JSON (no priority is 0 in
+    // both), so a golden file serves `cargo test` and `sandcrawl parse --expect` alike.
+    let url = "http://demo.test/quotes/page/1/";
+    let native_page = sandcrawl_plugin_sdk::testing::page_from_file(url, &page).expect("fixture");
+    let native =
+        sandcrawl_plugin_sdk::testing::run::<sandcrawl_plugin_quotes::Quotes>(&native_page)
+            .expect("native parse");
+    let mut replayed = v.clone();
+    if let Some(doc) = replayed.as_object_mut() {
+        doc.remove("plugin");
+    }
+    assert_eq!(
+        sandcrawl_plugin_sdk::testing::parse_json(url, &native),
+        replayed
+    );
 }
 
 #[test]

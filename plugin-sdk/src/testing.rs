@@ -30,3 +30,29 @@ pub fn run<P: Plugin>(page: &Page) -> Result<Output, ParseError> {
     let plugin = P::new();
     crate::run_plugin(&plugin, page)
 }
+
+/// The JSON `sandcrawl parse` prints for this output on a page served at `url`, without the
+/// plugin's identity (`plugin`, which only the built `.wasm` has): items as `{kind, fields}`,
+/// links as `{url, priority, kind, metadata}` with the host's defaults (no priority is `0`).
+/// A native test and a replay of the built plugin can therefore be compared, or share one
+/// golden file.
+pub fn parse_json(url: &str, out: &Output) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = out
+        .items
+        .iter()
+        .map(|i| serde_json::json!({ "kind": i.kind, "fields": i.value() }))
+        .collect();
+    let links: Vec<serde_json::Value> = out
+        .links
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "url": l.url,
+                "priority": l.priority.unwrap_or(0),
+                "kind": l.kind,
+                "metadata": l.metadata,
+            })
+        })
+        .collect();
+    serde_json::json!({ "url": url, "items": items, "links": links })
+}
