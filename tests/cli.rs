@@ -492,3 +492,80 @@ fn a_crawl_whose_every_fetch_failed_exits_non_zero_with_one_line() {
     assert!(line.contains("every fetch failed"), "{line}");
     assert!(line.contains("summary.json"), "{line}");
 }
+
+/// `plugins lock` pins a folder's builds; `run --locked` refuses a build whose sha256 differs
+/// (here: the same plugin with a custom section appended), naming both digests.
+#[test]
+fn plugins_lock_pins_builds_and_run_locked_refuses_another() {
+    let dir = tempdir("lock");
+    for p in ["quotes", "products"] {
+        std::fs::copy(plugin(p), dir.join(format!("{p}.wasm"))).expect("copy");
+    }
+    let d = dir.display().to_string();
+    let (st, out, err) = run_bin(&["plugins", "lock", &d], T);
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("locked: ")).count(),
+        2,
+        "{out}"
+    );
+    let lock = std::fs::read_to_string(dir.join("plugins.lock")).expect("lock file");
+    assert!(
+        lock.contains("name = \"quotes\"") && lock.contains("sha256 = "),
+        "{lock}"
+    );
+
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(sandcrawl_e2e::demo_site("127.0.0.1", Duration::ZERO));
+    let root = site.url("/");
+    let run = |tag: &str| {
+        let state = tempdir(tag).display().to_string();
+        run_bin(
+            &[
+                "run",
+                "--locked",
+                "--plugins",
+                &d,
+                "--state",
+                &state,
+                "--no-progress",
+                "--max-pages",
+                "3",
+                &root,
+            ],
+            T,
+        )
+    };
+    let (st, _, err) = run("locked-ok");
+    assert!(st.success(), "the locked builds run: {err}");
+
+    // Another build of quotes: a custom section appended changes its digest, not its name.
+    let path = dir.join("quotes.wasm");
+    let mut wasm = std::fs::read(&path).expect("read");
+    let before = sandcrawl_e2e::sha256_hex(&wasm);
+    wasm.extend_from_slice(&[0x00, 0x03, 0x01, b'x', b'y']);
+    std::fs::write(&path, &wasm).expect("write");
+    let after = sandcrawl_e2e::sha256_hex(&wasm);
+    let (st, _, err) = run("locked-refused");
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("quotes") && l.contains(&after) && l.contains(&before)),
+        "names both digests: {err}"
+    );
+
+    let (st, _, err) = run_bin(
+        &[
+            "run",
+            "--locked",
+            "--plugins",
+            &plugin("noop").display().to_string(),
+            "--state",
+            &tempdir("nolock").display().to_string(),
+            &root,
+        ],
+        T,
+    );
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("plugins lock"), "{err}");
+}

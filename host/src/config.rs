@@ -49,6 +49,8 @@ pub struct CrawlConfig {
     /// Consecutive crashes (traps, timeouts, memory) after which a plugin is disabled for the
     /// rest of the crawl; 0: never.
     pub plugin_max_failures: u32,
+    /// Load only the plugin builds pinned in `plugins.lock` beside them (`--locked`).
+    pub locked: bool,
     /// Where compiled plugins are cached. Default: $XDG_CACHE_HOME/sandcrawl or ~/.cache/sandcrawl.
     pub cache_dir: Option<PathBuf>,
     pub scope: ScopeConfig,
@@ -80,6 +82,7 @@ impl Default for CrawlConfig {
             progress_interval_s: 10,
             checkpoint_interval_s: 5,
             plugin_max_failures: 20,
+            locked: false,
             cache_dir: None,
             scope: ScopeConfig::default(),
             normalize: NormalizeConfig::default(),

@@ -359,3 +359,12 @@ pub fn run_measured(args: &[&str], timeout: Duration) -> Measured {
         elapsed: started.elapsed(),
     }
 }
+
+/// SHA-256 of `bytes`, lowercase hex (how sandcrawl names a plugin build).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -62,6 +62,9 @@ pub enum PluginsCmd {
     /// Validate a plugin file, or every *.wasm in a folder; exits non-zero with the reason
     /// for each one that cannot be loaded.
     Check { path: PathBuf },
+    /// Pin the plugins of a folder (name, version, WIT version, sha256) in DIR/plugins.lock,
+    /// for `run --locked`.
+    Lock { dir: PathBuf },
 }
 
 pub async fn dispatch(cmd: Command) -> Result<i32> {
@@ -71,6 +74,7 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::ServeDemo { addr } => demo::serve(addr).await,
         Command::Plugins(PluginsCmd::List { dir, json }) => plugins::list(&dir, json).await,
         Command::Plugins(PluginsCmd::Check { path }) => plugins::check(&path).await,
+        Command::Plugins(PluginsCmd::Lock { dir }) => plugins::lock(&dir).await,
         Command::Parse(args) => parse::parse_offline(args).await,
         Command::Fetch(args) => fetch::fetch(args).await,
     }

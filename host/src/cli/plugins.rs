@@ -37,6 +37,39 @@ pub async fn check(path: &Path) -> Result<i32> {
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
+/// Writes DIR/plugins.lock; every plugin in the folder must load (a lock never pins a
+/// broken build).
+pub async fn lock(dir: &Path) -> Result<i32> {
+    use sandcrawl::plugin::lock::{LOCK_FILE, PluginLock};
+    let rt = Runtime::new(Limits::default(), default_cache_dir())?;
+    let (plugins, errors) = rt.load_dir(dir).await?;
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        anyhow::bail!(
+            "{} plugin file(s) in {} cannot be loaded; fix or remove them, then lock again",
+            errors.len(),
+            dir.display()
+        );
+    }
+    if plugins.is_empty() {
+        anyhow::bail!("{} holds no .wasm files to lock", dir.display());
+    }
+    let path = dir.join(LOCK_FILE);
+    PluginLock::of(plugins.iter().map(|p| &p.info)).write(&path)?;
+    for p in &plugins {
+        println!(
+            "locked: {} {} sha256 {}",
+            p.info.name,
+            escape(&p.info.version),
+            p.info.sha256
+        );
+    }
+    eprintln!("wrote {}", path.display());
+    Ok(0)
+}
+
 pub async fn list(dir: &Path, json: bool) -> Result<i32> {
     let rt = Runtime::new(Limits::default(), default_cache_dir())?;
     let (plugins, errors) = rt.load_dir(dir).await?;

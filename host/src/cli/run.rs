@@ -6,6 +6,7 @@ use clap::Args;
 use sandcrawl::config::{CrawlConfig, parse_set};
 use sandcrawl::escape::escape;
 use sandcrawl::plugin::Runtime;
+use sandcrawl::plugin::lock::PluginLock;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
@@ -78,6 +79,9 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Load only the plugin builds pinned in the plugins.lock beside them.
+    #[arg(long)]
+    locked: bool,
     /// Set any config key: --set politeness.adaptive=true (repeatable; TOML values).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -168,6 +172,9 @@ impl RunArgs {
         if self.no_follow {
             o.push(("follow_unclaimed".into(), V::Boolean(false)));
         }
+        if self.locked {
+            o.push(("locked".into(), V::Boolean(true)));
+        }
         if self.no_progress {
             o.push(("progress".into(), V::Boolean(false)));
         }
@@ -188,7 +195,23 @@ async fn load_plugins(cfg: &CrawlConfig) -> Result<(Vec<sandcrawl::plugin::Plugi
         return Ok((Vec::new(), Vec::new()));
     }
     let rt = Runtime::new(cfg.limits.clone(), cfg.cache_path())?;
-    let (mut plugins, errors) = rt.load_paths(&cfg.plugin_paths).await?;
+    let (mut plugins, mut errors) = rt.load_paths(&cfg.plugin_paths).await?;
+    if cfg.locked {
+        let mut locks: std::collections::HashMap<std::path::PathBuf, PluginLock> =
+            std::collections::HashMap::new();
+        let mut kept = Vec::new();
+        for p in plugins {
+            let path = PluginLock::path_for(&p.info.path);
+            if !locks.contains_key(&path) {
+                locks.insert(path.clone(), PluginLock::read(&path)?);
+            }
+            match locks.get(&path).map(|l| l.check(&p.info)) {
+                Some(Err(why)) => errors.push(escape(&why).into_owned()),
+                _ => kept.push(p),
+            }
+        }
+        plugins = kept;
+    }
     for e in &errors {
         tracing::error!("plugin not loaded: {e}");
     }

@@ -21,6 +21,7 @@
 
 mod guest_output;
 mod limits;
+pub mod lock;
 mod validate;
 mod wit;
 
