@@ -569,3 +569,79 @@ fn plugins_lock_pins_builds_and_run_locked_refuses_another() {
     assert_eq!(st.code(), Some(1));
     assert!(first_error_line(&err).contains("plugins lock"), "{err}");
 }
+
+/// Runs a command to completion within `limit` (killed past it), returning (success, output).
+fn run_cmd(cmd: &mut std::process::Command, limit: Duration) -> (bool, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let end = std::time::Instant::now() + limit;
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `plugins new` makes a crate that builds on its own: its native test passes, it builds to
+/// wasm, the build passes `plugins check`, and `parse` replays its fixture.
+#[test]
+fn plugins_new_scaffolds_a_crate_that_tests_builds_checks_and_parses() {
+    let dir = tempdir("scaffold");
+    let krate = dir.join("my-shop");
+    let k = krate.display().to_string();
+    let (st, _, err) = run_bin(&["plugins", "new", "my-shop", "--dir", &k], T);
+    assert!(st.success(), "{err}");
+    let (st, _, err) = run_bin(&["plugins", "new", "my-shop", "--dir", &k], T);
+    assert_eq!(st.code(), Some(1), "an existing folder is refused");
+    assert!(first_error_line(&err).contains("already exists"), "{err}");
+    let (st, _, err) = run_bin(&["plugins", "new", "My Shop"], T);
+    assert_eq!(st.code(), Some(1));
+    assert!(first_error_line(&err).contains("lowercase"), "{err}");
+
+    // Its own target dir (the suite's is locked by the cargo running it), kept between runs.
+    let target = root().join("target/scaffold-test");
+    let cargo = |args: &[&str]| {
+        let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+        c.args(args)
+            .current_dir(&krate)
+            .env("CARGO_TARGET_DIR", &target);
+        run_cmd(&mut c, Duration::from_secs(900))
+    };
+    let (ok, out) = cargo(&["test", "--release"]);
+    assert!(
+        ok && out.contains("a_page_gives_its_title_and_links ... ok"),
+        "{out}"
+    );
+    let (ok, out) = cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    assert!(ok, "{out}");
+    let wasm = target.join("wasm32-wasip2/release/my_shop.wasm");
+    let w = wasm.display().to_string();
+    let (st, out, err) = run_bin(&["plugins", "check", &w], T);
+    assert!(st.success(), "{err}");
+    assert!(out.starts_with("ok: my-shop 0.1.0"), "{out}");
+    let fixture = krate.join("tests/fixtures/page.html").display().to_string();
+    let (st, out, err) = run_bin(
+        &[
+            "parse",
+            "--plugin",
+            &w,
+            "--url",
+            "https://example.com/",
+            &fixture,
+        ],
+        T,
+    );
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["items"][0]["fields"]["title"], "An example page");
+    assert_eq!(v["links"].as_array().map(Vec::len), Some(2));
+}

@@ -4,6 +4,7 @@
 
 mod demo;
 mod fetch;
+mod new;
 mod parse;
 mod plugins;
 mod run;
@@ -62,6 +63,9 @@ pub enum PluginsCmd {
     /// Validate a plugin file, or every *.wasm in a folder; exits non-zero with the reason
     /// for each one that cannot be loaded.
     Check { path: PathBuf },
+    /// Create a new plugin crate (manifest, parse function, fixture, native test, README)
+    /// that builds outside this repository.
+    New(new::NewArgs),
     /// Pin the plugins of a folder (name, version, WIT version, sha256) in DIR/plugins.lock,
     /// for `run --locked`.
     Lock { dir: PathBuf },
@@ -75,6 +79,7 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Plugins(PluginsCmd::List { dir, json }) => plugins::list(&dir, json).await,
         Command::Plugins(PluginsCmd::Check { path }) => plugins::check(&path).await,
         Command::Plugins(PluginsCmd::Lock { dir }) => plugins::lock(&dir).await,
+        Command::Plugins(PluginsCmd::New(args)) => new::new(args),
         Command::Parse(args) => parse::parse_offline(args).await,
         Command::Fetch(args) => fetch::fetch(args).await,
     }
