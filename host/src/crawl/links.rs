@@ -25,10 +25,34 @@ pub fn fetch_form(url: &Url) -> Url {
     u
 }
 
+/// Resolves `raw` against `base` and applies the scope rules to its normalized form (the one
+/// dedup knows the URL by). Returns the URL as written and its dedup fingerprint, or why it is
+/// skipped. Depth is the caller's: it depends on who proposed the URL.
+pub fn resolve_in_scope(
+    base: &Url,
+    raw: &str,
+    norm: &NormalizeConfig,
+    scope: &Scope,
+) -> Result<(Url, Fingerprint), Skip> {
+    let u = base.join(raw).map_err(|_| Skip::InvalidLink)?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(Skip::InvalidLink);
+    }
+    let mut normalized = u.clone();
+    norm.apply(&mut normalized);
+    scope.check_url(&normalized)?;
+    Ok((u, crate::normalize::fingerprint(&normalized)))
+}
+
 /// A URL to queue: fetched as written, deduplicated by its normalized form.
 pub fn new_url(url: &Url, norm: &NormalizeConfig, depth: u32, kind: UrlKind) -> NewUrl {
+    queued(url, norm.fingerprint(url), depth, kind)
+}
+
+/// [`new_url`] with the fingerprint already known (`resolve_in_scope` computed it).
+pub fn queued(url: &Url, fp: Fingerprint, depth: u32, kind: UrlKind) -> NewUrl {
     NewUrl {
-        fp: norm.fingerprint(url),
+        fp,
         record: UrlRecord {
             url: fetch_form(url).to_string(),
             host: host_key(url),
@@ -95,21 +119,13 @@ impl LinkFilter {
                 }
                 continue;
             }
-            let Ok(u) = page_url.join(raw) else {
-                skip(Skip::InvalidLink);
-                continue;
+            let (u, fp) = match resolve_in_scope(page_url, raw, norm, scope) {
+                Ok(r) => r,
+                Err(why) => {
+                    skip(why);
+                    continue;
+                }
             };
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                skip(Skip::InvalidLink);
-                continue;
-            }
-            // Scope rules see the normalized form, the one dedup knows the URL by.
-            let mut normalized = u.clone();
-            norm.apply(&mut normalized);
-            if let Err(why) = scope.check_url(&normalized) {
-                skip(why.into());
-                continue;
-            }
             let kind = match l.kind {
                 LinkKind::Follow => UrlKind::Page,
                 LinkKind::Download => UrlKind::Download,
@@ -122,10 +138,7 @@ impl LinkFilter {
                 continue;
             }
             raw_hashes.extend(raw_hash);
-            let mut n = NewUrl {
-                fp: crate::normalize::fingerprint(&normalized),
-                ..new_url(&u, norm, depth, kind)
-            };
+            let mut n = queued(&u, fp, depth, kind);
             n.record.priority = l.priority;
             n.record.referrer = Some(lease.record.url.clone());
             n.record.metadata = l.metadata.filter(|m| m.len() <= MAX_METADATA);

@@ -240,21 +240,10 @@ fn queue_entries(
             skip(Skip::SitemapOld);
             continue;
         }
-        let Ok(u) = from.join(&e.loc) else {
-            skip(Skip::InvalidLink);
-            continue;
-        };
-        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-            skip(Skip::InvalidLink);
-            continue;
+        match super::links::resolve_in_scope(from, &e.loc, &cfg.normalize, scope) {
+            Ok((u, fp)) => batch.push(super::links::queued(&u, fp, 0, UrlKind::Page)),
+            Err(why) => skip(why),
         }
-        let mut normalized = u.clone();
-        cfg.normalize.apply(&mut normalized);
-        if let Err(why) = scope.check_url(&normalized) {
-            skip(why.into());
-            continue;
-        }
-        batch.push(super::links::new_url(&u, &cfg.normalize, 0, UrlKind::Page));
     }
     Ok(frontier.add(batch)? as u64)
 }
