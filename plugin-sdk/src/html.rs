@@ -179,6 +179,16 @@ impl Extractor {
 
         let mut out = state.take();
         out.finish();
+        let names = |fields: &[Field]| -> std::sync::Arc<[String]> {
+            fields.iter().map(|f| f.name.clone()).collect()
+        };
+        out.top.declared = names(&self.fields);
+        if let Some((_, fields)) = &self.scope {
+            let declared = names(fields);
+            for r in &mut out.records {
+                r.declared = std::sync::Arc::clone(&declared);
+            }
+        }
         Ok(out)
     }
 }
@@ -281,19 +291,36 @@ pub struct Anchor {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     fields: HashMap<String, Vec<String>>,
+    /// The field names the extractor declared here; asking for another is a bug.
+    declared: std::sync::Arc<[String]>,
 }
 
 impl Record {
-    /// The first value of a field, if any matched.
+    /// A name the extractor never declared would silently give nothing on every page: that
+    /// is a typo, and it panics with the declared names (in a native test the test fails; in
+    /// a crawl the page fails with this message).
+    fn check(&self, name: &str) {
+        if !self.declared.is_empty() && !self.declared.iter().any(|d| d == name) {
+            panic!(
+                "field {name:?} was never declared on this Extractor (declared: {}); check its spelling",
+                self.declared.join(", ")
+            );
+        }
+    }
+
+    /// The first value of a field, if any matched. Panics for a name the extractor never
+    /// declared (a misspelt field must not silently return nothing).
     pub fn first(&self, name: &str) -> Option<&str> {
+        self.check(name);
         self.fields
             .get(name)
             .and_then(|v| v.first())
             .map(String::as_str)
     }
 
-    /// Every value of a field, in document order.
+    /// Every value of a field, in document order. Panics for an undeclared name, as `first`.
     pub fn all(&self, name: &str) -> &[String] {
+        self.check(name);
         self.fields.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 }
@@ -407,6 +434,29 @@ impl Page {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_misspelt_field_name_panics_with_the_declared_ones() {
+        let m = Extractor::new()
+            .text("title", "h1")
+            .records("li", |r| r.text("name", "b"))
+            .run_bytes(b"<h1>T</h1><ul><li><b>x</b></li></ul>", "utf-8")
+            .unwrap_or_default();
+        assert_eq!(m.first("title"), Some("T"));
+        assert_eq!(m.records()[0].first("name"), Some("x"));
+        let top = std::panic::catch_unwind(|| m.first("titel").map(str::to_owned));
+        let msg = top
+            .err()
+            .and_then(|p| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("\"titel\" was never declared") && msg.contains("title"),
+            "{msg}"
+        );
+        let rec = m.records()[0].clone();
+        assert!(std::panic::catch_unwind(move || rec.all("nmae").len()).is_err());
+    }
+
     use super::*;
 
     const PAGE: &str = r#"<html><head><base href="/shop/"><title>T &amp; Co</title></head>
