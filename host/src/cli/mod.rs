@@ -1,6 +1,7 @@
-//! The command line: one file per subcommand (`run`, `demo`, `plugins`, `parse`, `fetch`), each
-//! turning its flags into a call on the library and an exit code. It owns flags, exit codes
-//! and what is printed for a person; it must not crawl, fetch or parse itself.
+//! The command line: one file per subcommand (`run`, `demo`, `plugins`, `new`, `parse`,
+//! `fetch`), each turning its flags into a call on the library and an exit code. It owns
+//! flags, exit codes and what is printed for a person; it must not crawl, fetch or parse
+//! itself.
 
 mod demo;
 mod fetch;
