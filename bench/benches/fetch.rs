@@ -13,24 +13,6 @@ use sandcrawl::fetch::{FetchConfig, Fetcher};
 use std::sync::Arc;
 use std::time::Instant;
 
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/self/stat (12 and 13 after the ')').
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() {
     let Some(list) = std::env::var_os("FETCH_URLS") else {
         println!("set FETCH_URLS to a file with one URL per line (see bench/run.sh); skipping");
@@ -53,7 +35,10 @@ fn main() {
         .unwrap_or(5);
     let urls = Arc::new(urls);
     for pass in 1..=passes {
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let (cpu0, t0) = (
+            sandcrawl_bench::cpu_seconds(sandcrawl_bench::Whose::Own),
+            Instant::now(),
+        );
         let (ok, bytes) = rt.block_on(async {
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut tasks = Vec::new();
@@ -81,7 +66,10 @@ fn main() {
             }
             total
         });
-        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+        let (wall, cpu) = (
+            t0.elapsed().as_secs_f64(),
+            sandcrawl_bench::cpu_seconds(sandcrawl_bench::Whose::Own) - cpu0,
+        );
         println!(
             "pass {pass}: fetched {ok}/{} URLs, {:.1} MB, concurrency {conc}: {:.0} req/s, {:.3} ms CPU per request ({:.2} CPU-s over {:.2} s)",
             urls.len(),

@@ -41,18 +41,7 @@ fn main() {
                 let u = url::Url::parse(&url).unwrap_or_else(|e| panic!("{e}"));
                 NewUrl {
                     fp: sandcrawl::normalize::fingerprint(&u),
-                    record: UrlRecord {
-                        url,
-                        host,
-                        depth: (i % 7) as u32,
-                        priority: 0,
-                        kind: UrlKind::Page,
-                        referrer: None,
-                        metadata: None,
-                        proposer: None,
-                        attempts: 0,
-                        aliases: Vec::new(),
-                    },
+                    record: UrlRecord::new(url, host, (i % 7) as u32, 0, UrlKind::Page),
                 }
             })
             .collect();

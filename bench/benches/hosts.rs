@@ -40,25 +40,6 @@ fn per_host_limit(hosts: u64) -> u64 {
 /// Loopback addresses the host names are spread over.
 const ADDRS: usize = 64;
 
-/// CPU seconds of this process's waited-for children (cutime + cstime).
-fn children_cpu() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // cutime and cstime are fields 16 and 17 of /proc/self/stat (14 and 15 after the ')').
-    (ticks(13) + ticks(14)) / 100.0
-}
-
 /// Page n of a site of `per_host` pages: links to its two children that exist.
 fn page(path: &str, per_host: u64) -> String {
     let n: u64 = path.trim_start_matches('/').parse().unwrap_or(1).max(1);
@@ -170,7 +151,10 @@ fn main() {
                 })
                 .collect();
             std::fs::write(&seeds, list).unwrap_or_else(|e| panic!("{e}"));
-            let (cpu0, t0) = (children_cpu(), Instant::now());
+            let (cpu0, t0) = (
+                sandcrawl_bench::cpu_seconds(sandcrawl_bench::Whose::Children),
+                Instant::now(),
+            );
             // HOSTS_WRAP="perf record -g -o /tmp/perf.data --" runs the crawler under a profiler.
             let wrap = std::env::var("HOSTS_WRAP").unwrap_or_default();
             let mut words = wrap.split_whitespace();
@@ -193,7 +177,10 @@ fn main() {
                 .args(["--set", &resolve])
                 .output()
                 .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-            let (wall, cpu) = (t0.elapsed().as_secs_f64(), children_cpu() - cpu0);
+            let (wall, cpu) = (
+                t0.elapsed().as_secs_f64(),
+                sandcrawl_bench::cpu_seconds(sandcrawl_bench::Whose::Children) - cpu0,
+            );
             let summary: serde_json::Value = std::fs::read(tmp.join("state/summary.json"))
                 .ok()
                 .and_then(|raw| serde_json::from_slice(&raw).ok())

@@ -53,18 +53,7 @@ pub fn new_url(url: &Url, norm: &NormalizeConfig, depth: u32, kind: UrlKind) -> 
 pub fn queued(url: &Url, fp: Fingerprint, depth: u32, kind: UrlKind) -> NewUrl {
     NewUrl {
         fp,
-        record: UrlRecord {
-            url: fetch_form(url).to_string(),
-            host: host_key(url),
-            depth,
-            priority: 0,
-            kind,
-            referrer: None,
-            metadata: None,
-            proposer: None,
-            attempts: 0,
-            aliases: Vec::new(),
-        },
+        record: UrlRecord::new(fetch_form(url).to_string(), host_key(url), depth, 0, kind),
     }
 }
 

@@ -60,28 +60,38 @@ pub async fn run(
         token = Some(synced.unwrap_or_else(FileSink::initial_token));
     }
     let sink = FileSink::open(&output, cfg.format, token.as_deref())?;
-    run_with(
+    let setup = Setup {
         cfg,
         seeds,
         plugins,
         refused,
-        stop,
-        Box::new(frontier),
-        Box::new(sink),
-    )
-    .await
+        frontier: Box::new(frontier),
+        sink: Box::new(sink),
+    };
+    run_with(setup, stop).await
+}
+
+/// What a crawl runs on: its config, checked seeds, loaded plugins (and the refused ones, for
+/// the summary), and the frontier and sink it works through.
+pub(crate) struct Setup {
+    pub cfg: CrawlConfig,
+    pub seeds: Vec<url::Url>,
+    pub plugins: Vec<Plugin>,
+    pub refused: Vec<String>,
+    pub frontier: Box<dyn Frontier>,
+    pub sink: Box<dyn Sink>,
 }
 
 /// `run` on a given frontier and sink, with seeds already checked.
-pub(crate) async fn run_with(
-    cfg: CrawlConfig,
-    seeds: Vec<url::Url>,
-    plugins: Vec<Plugin>,
-    refused: Vec<String>,
-    mut stop: watch::Receiver<bool>,
-    mut frontier: Box<dyn Frontier>,
-    sink: Box<dyn Sink>,
-) -> Result<Summary> {
+pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> Result<Summary> {
+    let Setup {
+        cfg,
+        seeds,
+        plugins,
+        refused,
+        mut frontier,
+        sink,
+    } = setup;
     let scope_seeds = seeds::remember_seeds(&cfg, &seeds)?;
     let scope = Scope::new(&cfg.scope, &scope_seeds)?;
     let seed_records = seeds
@@ -254,16 +264,15 @@ mod tests {
             .map(|i| url::Url::parse(&format!("http://h{i}.demo.test:{port}/")))
             .collect::<Result<_, _>>()?;
         let (_stop_tx, stop) = watch::channel(false);
-        let summary = run_with(
+        let setup = Setup {
             cfg,
             seeds,
-            Vec::new(),
-            Vec::new(),
-            stop,
-            Box::new(MemoryFrontier::new()),
-            Box::new(MemorySink::default()),
-        )
-        .await?;
+            plugins: Vec::new(),
+            refused: Vec::new(),
+            frontier: Box::new(MemoryFrontier::new()),
+            sink: Box::new(MemorySink::default()),
+        };
+        let summary = run_with(setup, stop).await?;
         std::fs::remove_dir_all(&state).ok();
         assert_eq!(summary.pages, 2 * hosts, "{summary}");
         assert!(summary.errors.is_empty(), "{summary}");

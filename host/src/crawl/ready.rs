@@ -51,7 +51,7 @@ impl ReadyHosts {
     pub fn pop(&mut self) -> Option<String> {
         let host = self.ready.pop_front()?;
         self.slots.remove(&host);
-        self.scheduled -= 1;
+        self.scheduled = self.scheduled.saturating_sub(1);
         Some(host)
     }
 

@@ -376,8 +376,7 @@ impl Scheduler {
         } else if status.is_some() {
             self.timeouts.remove(&host);
         }
-        let is_page = lease.record.kind == UrlKind::Page;
-        let result = self.commit_work(&lease, &host, is_page, work);
+        let result = self.commit_work(&lease, work);
         self.release_claims(&lease.fp);
         // One of its requests finished: a parked host may start again.
         if self.frontier.has_work(&host) {
@@ -386,7 +385,8 @@ impl Scheduler {
         result
     }
 
-    fn commit_work(&mut self, lease: &Lease, host: &str, is_page: bool, work: Work) -> Result<()> {
+    fn commit_work(&mut self, lease: &Lease, work: Work) -> Result<()> {
+        let is_page = lease.record.kind == UrlKind::Page;
         match work {
             Work::Disallowed => {
                 self.skip(Skip::RobotsDisallowed, 1);
@@ -401,7 +401,7 @@ impl Scheduler {
                 kind,
                 cause,
                 retry_after,
-            } => self.retry_or_fail(lease, host, is_page, kind, cause, retry_after),
+            } => self.retry_or_fail(lease, kind, cause, retry_after),
             Work::Failed { kind, cause, .. } => {
                 self.record_error(&kind, &lease.record.url, &cause);
                 self.complete(lease, Outcome::Failed, is_page)
@@ -508,12 +508,12 @@ impl Scheduler {
     fn retry_or_fail(
         &mut self,
         lease: &Lease,
-        host: &str,
-        is_page: bool,
         kind: FailureKind,
         cause: String,
         retry_after: Option<Duration>,
     ) -> Result<()> {
+        let host = lease.record.host.as_str();
+        let is_page = lease.record.kind == UrlKind::Page;
         let attempt = lease.record.attempts + 1;
         let host_limit = self.cfg.politeness.host_max_timeouts;
         if kind.is_timeout()

@@ -13,7 +13,7 @@ use super::scope::Scope;
 use super::worker::Shared;
 use crate::config::CrawlConfig;
 use crate::fetch::Disposition;
-use crate::frontier::{Frontier, UrlKind};
+use crate::frontier::{Frontier, NewUrl, UrlKind};
 use crate::sitemap::{self, Date, Entry};
 use crate::summary::{SitemapStats, Summary};
 use anyhow::Result;
@@ -46,7 +46,6 @@ pub async fn seed(
     let mut stats = SitemapStats::default();
     let started = Instant::now();
     let cap = cfg.scope.max_pages.unwrap_or(MAX_URLS_UNLIMITED);
-    let since = cfg.sitemaps_since.as_deref().and_then(Date::parse);
     let mut queue: VecDeque<(Url, u32)> = VecDeque::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut origins: Vec<Url> = Vec::new();
@@ -157,7 +156,10 @@ pub async fn seed(
         }
         let entries: Vec<Entry> = file.urls.into_iter().take(room).collect();
         stats.urls += entries.len() as u64;
-        stats.queued += queue_entries(cfg, &shared.scope, since, &url, entries, frontier, summary)?;
+        let batch = to_queue(cfg, &shared.scope, &url, entries, &mut |why| {
+            *summary.skipped.entry(why.as_str().into()).or_default() += 1
+        });
+        stats.queued += frontier.add(batch)? as u64;
     }
     tracing::info!(
         files = stats.files,
@@ -220,18 +222,16 @@ async fn fetch(shared: &Shared, url: &Url) -> Result<sitemap::Sitemap, String> {
     Ok(parsed)
 }
 
-/// Queues one file's URLs that pass `--since`, scope and dedup, as depth-0 pages. Returns
-/// how many were new.
-fn queue_entries(
+/// One file's URLs that pass `--since` and scope, as depth-0 pages to queue (dedup is the
+/// frontier's); `skip` is told about the others.
+fn to_queue(
     cfg: &CrawlConfig,
     scope: &Scope,
-    since: Option<Date>,
     from: &Url,
     entries: Vec<Entry>,
-    frontier: &mut dyn Frontier,
-    summary: &mut Summary,
-) -> Result<u64> {
-    let mut skip = |why: Skip| *summary.skipped.entry(why.as_str().into()).or_default() += 1;
+    skip: &mut dyn FnMut(Skip),
+) -> Vec<NewUrl> {
+    let since = cfg.sitemaps_since.as_deref().and_then(Date::parse);
     let mut batch = Vec::with_capacity(entries.len());
     for e in entries {
         if let (Some(since), Some(lastmod)) = (since, e.lastmod)
@@ -245,5 +245,5 @@ fn queue_entries(
             Err(why) => skip(why),
         }
     }
-    Ok(frontier.add(batch)? as u64)
+    batch
 }

@@ -718,18 +718,7 @@ mod tests {
         let u = url::Url::parse(url).unwrap();
         NewUrl {
             fp: crate::normalize::fingerprint(&u),
-            record: UrlRecord {
-                url: url.into(),
-                host: host.into(),
-                depth,
-                priority: prio,
-                kind: UrlKind::Page,
-                referrer: None,
-                metadata: None,
-                proposer: None,
-                attempts: 0,
-                aliases: Vec::new(),
-            },
+            record: UrlRecord::new(url.into(), host.into(), depth, prio, UrlKind::Page),
         }
     }
 

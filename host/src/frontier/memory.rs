@@ -229,18 +229,7 @@ mod tests {
     fn new_url(url: &str, host: &str, priority: i32, depth: u32) -> NewUrl {
         NewUrl {
             fp: crate::normalize::fingerprint_of(url),
-            record: UrlRecord {
-                url: url.into(),
-                host: host.into(),
-                depth,
-                priority,
-                kind: UrlKind::Page,
-                referrer: None,
-                metadata: None,
-                proposer: None,
-                attempts: 0,
-                aliases: Vec::new(),
-            },
+            record: UrlRecord::new(url.into(), host.into(), depth, priority, UrlKind::Page),
         }
     }
 

@@ -57,7 +57,25 @@ pub struct UrlRecord {
     pub aliases: Vec<String>,
 }
 
-/// A URL the engine wants queued (already normalized and in scope).
+impl UrlRecord {
+    /// A URL new to the crawl: no referrer, metadata, proposer, attempts or aliases yet.
+    pub fn new(url: String, host: String, depth: u32, priority: i32, kind: UrlKind) -> Self {
+        UrlRecord {
+            url,
+            host,
+            depth,
+            priority,
+            kind,
+            referrer: None,
+            metadata: None,
+            proposer: None,
+            attempts: 0,
+            aliases: Vec::new(),
+        }
+    }
+}
+
+/// A URL the crawl wants queued (in scope; `fp` is its normalized form's fingerprint).
 #[derive(Debug, Clone)]
 pub struct NewUrl {
     pub fp: Fingerprint,
