@@ -51,6 +51,9 @@ pub struct CrawlConfig {
     pub plugin_max_failures: u32,
     /// Load only the plugin builds pinned in `plugins.lock` beside them (`--locked`).
     pub locked: bool,
+    /// Hot reload (`--watch`): a changed, added or removed `.wasm` in the plugin paths is
+    /// swapped in (or out) for the pages routed after it.
+    pub watch: bool,
     /// Where compiled plugins are cached. Default: $XDG_CACHE_HOME/sandcrawl or ~/.cache/sandcrawl.
     pub cache_dir: Option<PathBuf>,
     pub scope: ScopeConfig,
@@ -83,6 +86,7 @@ impl Default for CrawlConfig {
             checkpoint_interval_s: 5,
             plugin_max_failures: 20,
             locked: false,
+            watch: false,
             cache_dir: None,
             scope: ScopeConfig::default(),
             normalize: NormalizeConfig::default(),

@@ -158,24 +158,7 @@ impl Extractor {
             ));
         }
 
-        let encoding = encoding_rs::Encoding::for_label(encoding.as_bytes())
-            .and_then(AsciiCompatibleEncoding::new)
-            .unwrap_or_else(AsciiCompatibleEncoding::utf_8);
-        let mut memory = MemorySettings::new();
-        memory.max_allowed_memory_usage = MAX_PARSER_MEMORY;
-        let settings = Settings {
-            element_content_handlers: handlers,
-            encoding,
-            memory_settings: memory,
-            // Extraction must not give up on the odd ambiguous markup real sites contain.
-            strict: false,
-            ..Settings::new()
-        };
-        let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-        rewriter
-            .write(body)
-            .and_then(|()| rewriter.end())
-            .map_err(|e| ParseError::Failed(format!("HTML extraction: {e}")))?;
+        stream(body, encoding, handlers)?;
 
         let mut out = state.take();
         out.finish();
@@ -193,11 +176,53 @@ impl Extractor {
     }
 }
 
+/// Streams `body` (in the `encoding` label) through lol_html with these handlers, under the
+/// SDK's memory cap. A handler may stop the pass early by returning [`StopPass`].
+pub(crate) fn stream(
+    body: &[u8],
+    encoding: &str,
+    handlers: Vec<Handler<'_>>,
+) -> Result<(), ParseError> {
+    let encoding = encoding_rs::Encoding::for_label(encoding.as_bytes())
+        .and_then(AsciiCompatibleEncoding::new)
+        .unwrap_or_else(AsciiCompatibleEncoding::utf_8);
+    let mut memory = MemorySettings::new();
+    memory.max_allowed_memory_usage = MAX_PARSER_MEMORY;
+    let settings = Settings {
+        element_content_handlers: handlers,
+        encoding,
+        memory_settings: memory,
+        // Extraction must not give up on the odd ambiguous markup real sites contain.
+        strict: false,
+        ..Settings::new()
+    };
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    match rewriter.write(body).and_then(|()| rewriter.end()) {
+        Ok(()) => Ok(()),
+        Err(lol_html::errors::RewritingError::ContentHandlerError(e)) if e.is::<StopPass>() => {
+            Ok(())
+        }
+        Err(e) => Err(ParseError::Failed(format!("HTML extraction: {e}"))),
+    }
+}
+
+/// Returned by a handler that has seen all it needs: the pass ends early, successfully.
+#[derive(Debug)]
+pub(crate) struct StopPass;
+
+impl std::fmt::Display for StopPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped early")
+    }
+}
+
+impl std::error::Error for StopPass {}
+
 /// Parsed selectors by their text. A plugin uses the same few selectors on every page, and
 /// the host may reuse its instance for many pages, so each is parsed once per instance;
 /// cloning a parsed selector only bumps a reference count. Selectors built from page data
 /// could be endless, so the cache stops taking new ones at `SELECTOR_CACHE` entries.
-fn parse_selector(s: &str) -> Result<Selector, ParseError> {
+pub(crate) fn parse_selector(s: &str) -> Result<Selector, ParseError> {
     thread_local! {
         static PARSED: RefCell<HashMap<String, Selector>> = RefCell::new(HashMap::new());
     }
@@ -218,7 +243,7 @@ fn parse_selector(s: &str) -> Result<Selector, ParseError> {
 
 const SELECTOR_CACHE: usize = 256;
 
-type Handler<'h> = (Cow<'static, Selector>, ElementContentHandlers<'h>);
+pub(crate) type Handler<'h> = (Cow<'static, Selector>, ElementContentHandlers<'h>);
 
 /// Handlers for one field. Text fields push an empty string at the start tag and let the text
 /// handler append to it, so each matching element yields exactly one value.
@@ -271,11 +296,11 @@ fn field_handlers<'h>(
     Ok(out)
 }
 
-fn decode(raw: &str) -> String {
+pub(crate) fn decode(raw: &str) -> String {
     html_escape::decode_html_entities(raw).into_owned()
 }
 
-fn clean_text(raw: &str) -> String {
+pub(crate) fn clean_text(raw: &str) -> String {
     let decoded = html_escape::decode_html_entities(raw);
     decoded.split_whitespace().collect::<Vec<_>>().join(" ")
 }

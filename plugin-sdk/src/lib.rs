@@ -28,11 +28,18 @@
 
 mod host;
 pub mod html;
+mod router;
+mod select;
 pub mod testing;
 mod types;
 
 pub use host::{config, log};
-pub use types::{Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, ProposedLink};
+pub use router::{Route, Router};
+pub use sandcrawl_pattern::UrlPattern;
+pub use select::{Node, Selection};
+pub use types::{
+    Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, ProposedLink, Request,
+};
 
 pub use serde;
 pub use serde_json;
@@ -48,8 +55,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub mod prelude {
     pub use crate::html::{Extractor, Matches, Record};
     pub use crate::{
-        Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, Plugin, ProposedLink,
-        export_plugin,
+        Item, LinkKind, LogLevel, Manifest, Node, Output, Page, ParseError, Plugin, ProposedLink,
+        Request, Router, Selection, UrlPattern, export_plugin,
     };
     pub use serde::Serialize;
     pub use serde_json::json;

@@ -157,12 +157,90 @@ impl Item {
     }
 }
 
+impl ProposedLink {
+    /// Sets the priority (higher is fetched sooner); chainable after [`Output::follow_href`].
+    pub fn set_priority(&mut self, priority: i32) -> &mut Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets the metadata handed back on the child page as [`Page::metadata`].
+    pub fn set_metadata(&mut self, metadata: impl Into<String>) -> &mut Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+}
+
+/// A request to propose, built step by step instead of with positional `Option`s:
+/// `out.request(Request::follow(url).priority(10).metadata("author"))`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    link: ProposedLink,
+}
+
+impl Request {
+    /// A page to fetch and route to the plugins.
+    pub fn follow(url: impl Into<String>) -> Self {
+        Request::new(url.into(), LinkKind::Follow)
+    }
+
+    /// A file to save into the crawl's files directory.
+    pub fn download(url: impl Into<String>) -> Self {
+        Request::new(url.into(), LinkKind::Download)
+    }
+
+    fn new(url: String, kind: LinkKind) -> Self {
+        Request {
+            link: ProposedLink {
+                url,
+                priority: None,
+                kind,
+                metadata: None,
+            },
+        }
+    }
+
+    /// Higher is fetched sooner; the default is 0.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.link.priority = Some(priority);
+        self
+    }
+
+    /// A small string handed back on the child page as [`Page::metadata`].
+    pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
+        self.link.metadata = Some(metadata.into());
+        self
+    }
+}
+
 /// Items and links collected while parsing one page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
     pub items: Vec<Item>,
     pub links: Vec<ProposedLink>,
+    base: BaseCache,
 }
+
+/// The last page's base URL, so that resolving many hrefs costs one `<base>` scan per page.
+/// It is a cache, so it never makes two outputs unequal.
+#[derive(Debug, Clone, Default)]
+struct BaseCache(Option<(BaseKey, String)>);
+
+/// Which page a cached base belongs to: its URL and the identity of its body buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BaseKey {
+    url: String,
+    body: usize,
+    len: usize,
+}
+
+impl PartialEq for BaseCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for BaseCache {}
 
 impl Output {
     /// Adds an item from anything that serializes to a JSON object.
@@ -209,6 +287,45 @@ impl Output {
             kind,
             metadata,
         });
+    }
+
+    /// Proposes a request built with [`Request`].
+    pub fn request(&mut self, request: Request) {
+        self.links.push(request.link);
+    }
+
+    /// Resolves `href` as found on `page` (against its `<base href>`, else its URL) and
+    /// proposes it as a page to follow, like Scrapy's `response.follow(href)`. Returns the
+    /// proposal, to set a priority or metadata on, or `None` when `href` does not resolve to
+    /// an http(s) URL (`javascript:`, `mailto:`, garbage), in which case nothing is proposed.
+    pub fn follow_href(&mut self, page: &Page, href: &str) -> Option<&mut ProposedLink> {
+        self.href_link(page, href, LinkKind::Follow)
+    }
+
+    /// As [`Output::follow_href`], for a file to download.
+    pub fn download_href(&mut self, page: &Page, href: &str) -> Option<&mut ProposedLink> {
+        self.href_link(page, href, LinkKind::Download)
+    }
+
+    /// Resolves `href` as found on `page`, against its `<base href>` or its URL; `None`
+    /// unless the result is an http(s) URL.
+    pub fn resolve_href(&mut self, page: &Page, href: &str) -> Option<String> {
+        let key = BaseKey {
+            url: page.url.clone(),
+            body: page.body.as_ptr() as usize,
+            len: page.body.len(),
+        };
+        let base = match &self.base.0 {
+            Some((k, base)) if *k == key => base,
+            _ => &self.base.0.insert((key, page.base_url())).1,
+        };
+        crate::html::resolve(base, href)
+    }
+
+    fn href_link(&mut self, page: &Page, href: &str, kind: LinkKind) -> Option<&mut ProposedLink> {
+        let url = self.resolve_href(page, href)?;
+        self.link(url, kind, None, None);
+        self.links.last_mut()
     }
 
     /// URLs of the `follow` links, in order (handy in tests).
@@ -317,5 +434,65 @@ impl From<ParseError> for t::ParseError {
             ParseError::NotMine => t::ParseError::NotMine,
             ParseError::Failed(m) => t::ParseError::Failed(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_href_resolves_against_base_and_skips_non_http() {
+        let page = Page::html(
+            "http://e.com/dir/page",
+            r#"<head><base href="/shop/"></head><a href="a">"#,
+        );
+        let other = Page::html("http://e.com/x/y", "<a href=b>");
+        let mut out = Output::default();
+        out.follow_href(&page, "a").map(|l| l.set_priority(5));
+        assert!(out.follow_href(&page, "javascript:void(0)").is_none());
+        assert!(out.follow_href(&page, "mailto:a@b").is_none());
+        out.download_href(&page, "/img/1.jpg")
+            .map(|l| l.set_metadata("img"));
+        // A second page on the same output resolves against its own URL, not the cached base.
+        out.follow_href(&other, "b");
+        out.request(
+            Request::follow("http://e.com/next")
+                .priority(10)
+                .metadata("m"),
+        );
+        assert_eq!(
+            out.links,
+            [
+                ProposedLink {
+                    url: "http://e.com/shop/a".into(),
+                    priority: Some(5),
+                    kind: LinkKind::Follow,
+                    metadata: None
+                },
+                ProposedLink {
+                    url: "http://e.com/img/1.jpg".into(),
+                    priority: None,
+                    kind: LinkKind::Download,
+                    metadata: Some("img".into())
+                },
+                ProposedLink {
+                    url: "http://e.com/x/b".into(),
+                    priority: None,
+                    kind: LinkKind::Follow,
+                    metadata: None
+                },
+                ProposedLink {
+                    url: "http://e.com/next".into(),
+                    priority: Some(10),
+                    kind: LinkKind::Follow,
+                    metadata: Some("m".into())
+                },
+            ]
+        );
+        // The base cache never makes equal outputs unequal.
+        let mut fresh = Output::default();
+        fresh.links = out.links.clone();
+        assert_eq!(fresh, out);
     }
 }

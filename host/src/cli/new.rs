@@ -174,19 +174,21 @@ impl Plugin for {ty} {{
     }}
 
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {{
-        let m = Extractor::new().text("title", "title").links().run(page)?;
-        let Some(title) = m.first("title") else {{
+        // One pass for both selectors; `page.select("title").text()` alone is one pass too.
+        let [title, anchors] = page.select_many(["title", "a[href]:not([rel~=nofollow])"]);
+        let Some(title) = title.text() else {{
             return Err(ParseError::failed("page without a <title>"));
         }};
         out.item(
             "page",
             &PageItem {{
                 url: &page.url,
-                title: title.trim(),
+                title,
             }},
         )?;
-        for url in m.follow_urls(&page.url) {{
-            out.follow(url);
+        for href in anchors.attrs("href") {{
+            // Resolved against the page's <base href> or URL; mailto: and the like are dropped.
+            out.follow_href(page, href);
         }}
         Ok(())
     }}

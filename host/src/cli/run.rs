@@ -4,9 +4,6 @@
 use anyhow::{Result, anyhow};
 use clap::Args;
 use sandcrawl::config::{CrawlConfig, parse_set};
-use sandcrawl::escape::escape;
-use sandcrawl::plugin::Runtime;
-use sandcrawl::plugin::lock::PluginLock;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
@@ -82,6 +79,10 @@ pub struct RunArgs {
     /// Load only the plugin builds pinned in the plugins.lock beside them.
     #[arg(long)]
     locked: bool,
+    /// Hot reload: swap in a changed or added .wasm in the plugin paths for new pages, and
+    /// stop routing to a removed one.
+    #[arg(long)]
+    watch: bool,
     /// Set any config key: --set politeness.adaptive=true (repeatable; TOML values).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -175,6 +176,9 @@ impl RunArgs {
         if self.locked {
             o.push(("locked".into(), V::Boolean(true)));
         }
+        if self.watch {
+            o.push(("watch".into(), V::Boolean(true)));
+        }
         if self.no_progress {
             o.push(("progress".into(), V::Boolean(false)));
         }
@@ -187,56 +191,6 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     crawl(cfg).await
 }
 
-/// Loads the crawl's plugins; a file that cannot be loaded is one line in the log and in
-/// the returned list (which goes into summary.json), and the others still run.
-async fn load_plugins(cfg: &CrawlConfig) -> Result<(Vec<sandcrawl::plugin::Plugin>, Vec<String>)> {
-    if cfg.plugin_paths.is_empty() {
-        tracing::warn!("no plugins given (--plugins): only the built-in link follower runs");
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let rt = Runtime::new(cfg.limits.clone(), cfg.cache_path())?;
-    let (mut plugins, mut errors) = rt.load_paths(&cfg.plugin_paths).await?;
-    if cfg.locked {
-        let mut locks: std::collections::HashMap<std::path::PathBuf, PluginLock> =
-            std::collections::HashMap::new();
-        let mut kept = Vec::new();
-        for p in plugins {
-            let path = PluginLock::path_for(&p.info.path);
-            if !locks.contains_key(&path) {
-                locks.insert(path.clone(), PluginLock::read(&path)?);
-            }
-            match locks.get(&path).map(|l| l.check(&p.info)) {
-                Some(Err(why)) => errors.push(escape(&why).into_owned()),
-                _ => kept.push(p),
-            }
-        }
-        plugins = kept;
-    }
-    for e in &errors {
-        tracing::error!("plugin not loaded: {e}");
-    }
-    for p in &mut plugins {
-        if let Some(s) = cfg.plugins.get(&p.info.name) {
-            if let Some(c) = &s.config {
-                let json = serde_json::to_value(c)
-                    .map_err(|e| anyhow!("plugins.{}.config: {e}", p.info.name))?;
-                p.set_config(&json);
-            }
-            if let Some(pats) = &s.patterns {
-                p.set_patterns(pats.clone())
-                    .map_err(|e| anyhow!("plugins.{}.patterns: {e}", p.info.name))?;
-            }
-        }
-        tracing::info!(plugin = %p.info.name, version = %escape(&p.info.version), wit = %p.info.wit_version, "loaded {}", p.info.path.display());
-    }
-    for name in cfg.plugins.keys() {
-        if !plugins.iter().any(|p| &p.info.name == name) {
-            tracing::warn!("config has [plugins.{name}] but no plugin of that name is loaded");
-        }
-    }
-    Ok((plugins, errors))
-}
-
 /// Exit code of a crawl whose every fetch failed (nothing was fetched at all).
 const EXIT_ALL_FAILED: i32 = 2;
 /// Exit code of a crawl that ran to its end but could not load every plugin it was given.
@@ -245,7 +199,7 @@ const EXIT_PLUGINS_REFUSED: i32 = 3;
 const EXIT_INTERRUPTED: i32 = 130;
 
 pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
-    let (plugins, refused) = load_plugins(&cfg).await?;
+    let plugins = sandcrawl::crawl::roster::load(&cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -261,7 +215,7 @@ pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
     // The crawl loop runs as a task on the runtime's workers rather than on this thread:
     // handing each finished page to a separate thread cost a futex wake-up per page and a
     // glibc malloc arena of its own (BENCHMARKS.md §1).
-    let summary = tokio::spawn(sandcrawl::crawl::run(cfg, plugins, refused, stop_rx))
+    let summary = tokio::spawn(sandcrawl::crawl::run(cfg, plugins, stop_rx))
         .await
         .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
     eprintln!();

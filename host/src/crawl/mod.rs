@@ -5,7 +5,8 @@
 //! (seeds from sitemaps), `scope` (which URLs may be visited), `links` (proposals into
 //! queueable URLs), `worker` (robots.txt and the fetch of one lease), `page` (routing a
 //! response to plugins, building items), `outcome` (what a lease came to, and the typed
-//! reasons the summary counts), `ready` (which hosts may start next). This module must not
+//! reasons the summary counts), `ready` (which hosts may start next), `roster` (the loaded
+//! plugins, swappable), `reload` (hot reload of plugin files, `--watch`). This module must not
 //! know HTTP details (`fetch`), plugin internals (`plugin`) or output formats (`sink`).
 
 mod health;
@@ -13,6 +14,8 @@ mod links;
 mod outcome;
 mod page;
 mod ready;
+mod reload;
+pub mod roster;
 mod scheduler;
 pub mod scope;
 mod seeds;
@@ -26,7 +29,6 @@ pub use scope::Scope;
 use crate::config::CrawlConfig;
 use crate::fetch::Fetcher;
 use crate::frontier::{FjallFrontier, Frontier, UrlKind};
-use crate::plugin::Plugin;
 use crate::sink::{FileSink, FilesStore, Sink, lost_tail};
 use crate::summary::{PluginStats, Summary};
 use anyhow::{Context as _, Result};
@@ -37,16 +39,15 @@ use tokio::sync::{mpsc, watch};
 use worker::{RobotsCache, Shared};
 
 /// Runs a crawl until the frontier is empty, a limit is reached, or `stop` turns true.
-/// `refused` lists plugin files that could not be loaded (they go into the summary).
+/// `plugins` come from [`roster::load`]; its refused files go into the summary.
 pub async fn run(
     cfg: CrawlConfig,
-    plugins: Vec<Plugin>,
-    refused: Vec<String>,
+    plugins: roster::Loaded,
     stop: watch::Receiver<bool>,
 ) -> Result<Summary> {
     // Seeds are checked before the state directory is created or opened: a typo in a seed
     // leaves nothing behind.
-    let seeds = seeds::resolve_seeds(&cfg, &plugins)?;
+    let seeds = seeds::resolve_seeds(&cfg, &plugins.plugins)?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
@@ -64,7 +65,6 @@ pub async fn run(
         cfg,
         seeds,
         plugins,
-        refused,
         frontier: Box::new(frontier),
         sink: Box::new(sink),
     };
@@ -76,8 +76,7 @@ pub async fn run(
 pub(crate) struct Setup {
     pub cfg: CrawlConfig,
     pub seeds: Vec<url::Url>,
-    pub plugins: Vec<Plugin>,
-    pub refused: Vec<String>,
+    pub plugins: roster::Loaded,
     pub frontier: Box<dyn Frontier>,
     pub sink: Box<dyn Sink>,
 }
@@ -87,8 +86,12 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     let Setup {
         cfg,
         seeds,
-        plugins,
-        refused,
+        plugins:
+            roster::Loaded {
+                plugins,
+                refused,
+                runtime,
+            },
         mut frontier,
         sink,
     } = setup;
@@ -110,16 +113,9 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         );
     }
 
-    let enabled: Vec<bool> = plugins
-        .iter()
-        .map(|p| {
-            cfg.plugins
-                .get(&p.info.name)
-                .and_then(|s| s.enabled)
-                .unwrap_or(true)
-        })
-        .collect();
-    for (p, _) in plugins.iter().zip(&enabled).filter(|(_, on)| **on) {
+    let roster = Arc::new(roster::Roster::new(plugins, &cfg));
+    for active in roster.current().iter().filter(|a| a.enabled) {
+        let p = &active.plugin;
         if !page::can_match_anything(p, &scope_seeds, &cfg.scope) {
             tracing::warn!(
                 plugin = %p.info.name,
@@ -129,23 +125,10 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
             );
         }
     }
-    let health = plugins
-        .iter()
-        .map(|p| {
-            health::PluginHealth::new(
-                cfg.plugins
-                    .get(&p.info.name)
-                    .and_then(|s| s.max_failures)
-                    .unwrap_or(cfg.plugin_max_failures),
-            )
-        })
-        .collect();
     let (claims_tx, claims_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         fetcher: Fetcher::new(cfg.fetch.clone())?,
-        plugins,
-        enabled,
-        health,
+        roster: Arc::clone(&roster),
         robots: RobotsCache::default(),
         scope,
         files: FilesStore::new(cfg.files_path()),
@@ -156,12 +139,11 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         claims: claims_tx,
     });
     // Every loaded plugin has a line in the summary, so one that claimed no page shows.
-    let plugin_stats = shared
-        .plugins
+    let plugin_stats = roster
+        .current()
         .iter()
-        .zip(&shared.enabled)
-        .filter(|(_, on)| **on)
-        .map(|(p, _)| (p.info.name.clone(), PluginStats::default()))
+        .filter(|a| a.enabled)
+        .map(|a| (a.name().to_owned(), PluginStats::default()))
         .collect();
     let mut summary = Summary {
         plugins: plugin_stats,
@@ -188,6 +170,15 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         Duration::from_secs(cfg.progress_interval_s.max(1)),
     );
     let state = cfg.state.clone();
+    // The watcher stops with the crawl: when `done` is dropped, or on Ctrl+C.
+    let (done, watch_stop) = watch::channel(false);
+    let watcher = match (cfg.watch, runtime) {
+        (true, Some(runtime)) => {
+            let w = reload::Watcher::new(runtime, Arc::clone(&roster), Arc::new(cfg.clone()));
+            Some(tokio::spawn(w.run(watch_stop)))
+        }
+        _ => None,
+    };
     let mut scheduler = Scheduler::new(Parts {
         cfg,
         shared,
@@ -196,7 +187,12 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         sink,
         summary,
     })?;
-    scheduler.run(stop, &progress).await?;
+    let ran = scheduler.run(stop, &progress).await;
+    let _ = done.send(true);
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    ran?;
     let summary = scheduler.finish()?;
     progress.finish();
     let json = serde_json::to_vec_pretty(&summary)?;
@@ -267,8 +263,7 @@ mod tests {
         let setup = Setup {
             cfg,
             seeds,
-            plugins: Vec::new(),
-            refused: Vec::new(),
+            plugins: roster::Loaded::default(),
             frontier: Box::new(MemoryFrontier::new()),
             sink: Box::new(MemorySink::default()),
         };

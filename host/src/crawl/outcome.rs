@@ -111,8 +111,9 @@ pub enum RunResult {
     Disabled,
 }
 
-/// One plugin's turn on a page: plugin index, what came of it, and its duration.
-pub type PluginRun = (usize, RunResult, Duration);
+/// One plugin's turn on a page: the plugin's name, what came of it, and its duration. A name,
+/// not a position: `--watch` may swap the set of plugins while the page is in flight.
+pub type PluginRun = (std::sync::Arc<str>, RunResult, Duration);
 
 /// What a worker did with a lease.
 pub enum Work {

@@ -113,8 +113,10 @@ pub(super) fn download(
     };
     let proposer = lease.record.proposer.clone().unwrap_or_default();
     let plugin = shared
-        .plugins
+        .roster
+        .current()
         .iter()
+        .map(|a| &a.plugin)
         .find(|p| p.info.name == proposer)
         .map(|p| PluginRef {
             name: p.info.name.clone(),
@@ -174,8 +176,12 @@ pub(super) async fn parse_page(
         shared.normalize.fingerprint(&resp.final_url)
     };
     let url_str = resp.final_url.as_str();
-    let matching: Vec<usize> = (0..shared.plugins.len())
-        .filter(|&i| shared.enabled[i] && shared.plugins[i].matches(url_str))
+    // The builds current now parse this page, even if `--watch` swaps one meanwhile.
+    let roster = shared.roster.current();
+    let matching: Vec<&super::roster::Active> = roster
+        .iter()
+        .filter(|a| a.enabled && a.plugin.matches(url_str))
+        .map(|a| a.as_ref())
         .collect();
     let headers = resp.headers_for_plugin();
     let input = Arc::new(PageInput {
@@ -195,15 +201,16 @@ pub(super) async fn parse_page(
     let mut claimed = false;
     let mut disabled_only: Option<String> = None;
     let matched = !matching.is_empty();
-    for i in matching {
-        let info = &shared.plugins[i].info;
-        if let Some(why) = shared.health[i].disabled() {
-            runs.push((i, RunResult::Disabled, std::time::Duration::ZERO));
+    for active in matching {
+        let info = &active.plugin.info;
+        let name: Arc<str> = Arc::from(info.name.as_str());
+        if let Some(why) = active.health.disabled() {
+            runs.push((name, RunResult::Disabled, std::time::Duration::ZERO));
             disabled_only.get_or_insert_with(|| format!("plugin {} is disabled: {why}", info.name));
             continue;
         }
-        let (result, took) = shared.plugins[i].parse_timed(&input).await;
-        if let Some(why) = shared.health[i].record(&result) {
+        let (result, took) = active.plugin.parse_timed(&input).await;
+        if let Some(why) = active.health.record(&result) {
             tracing::warn!(plugin = %info.name, "disabled for the rest of the crawl: {why}");
         }
         match result {
@@ -226,7 +233,7 @@ pub(super) async fn parse_page(
                 }
                 links.extend(out.links.into_iter().map(|l| (l, Some(info.name.clone()))));
                 runs.push((
-                    i,
+                    name,
                     RunResult::Parsed {
                         items: ni,
                         links: nl,
@@ -235,12 +242,12 @@ pub(super) async fn parse_page(
                 ));
             }
             Err(PluginError::NotMine) => {
-                runs.push((i, RunResult::Failed(PluginError::NotMine), took))
+                runs.push((name, RunResult::Failed(PluginError::NotMine), took))
             }
             Err(e) => {
                 claimed = true;
                 tracing::warn!(plugin = %info.name, url = %url_str, "plugin error: {e}");
-                runs.push((i, RunResult::Failed(e), took));
+                runs.push((name, RunResult::Failed(e), took));
             }
         }
     }

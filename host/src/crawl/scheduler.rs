@@ -180,11 +180,11 @@ impl Scheduler {
         summary.queued_left = c.queued + self.in_flight as u64;
         summary.elapsed_s = self.started.elapsed().as_secs_f64();
         summary.requests += self.shared.fetcher.responses();
-        for (p, h) in self.shared.plugins.iter().zip(&self.shared.health) {
-            if let Some(why) = h.disabled() {
+        for active in self.shared.roster.current().iter() {
+            if let Some(why) = active.health.disabled() {
                 summary
                     .plugins_disabled
-                    .insert(p.info.name.clone(), why.to_owned());
+                    .insert(active.name().to_owned(), why.to_owned());
             }
         }
         Ok(summary)
@@ -437,12 +437,8 @@ impl Scheduler {
                 if links_dropped > 0 {
                     self.skip(Skip::LinkCap, links_dropped);
                 }
-                for (i, result, took) in plugin_runs {
-                    let st = self
-                        .summary
-                        .plugins
-                        .entry(self.shared.plugins[i].info.name.clone())
-                        .or_default();
+                for (name, result, took) in plugin_runs {
+                    let st = self.summary.plugins.entry(name.to_string()).or_default();
                     st.calls += 1;
                     st.time_ms += took.as_secs_f64() * 1000.0;
                     match result {

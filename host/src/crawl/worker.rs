@@ -9,7 +9,6 @@ use super::scope::Scope;
 use crate::fetch::{Disposition, Fetcher};
 use crate::frontier::{Lease, UrlKind};
 use crate::normalize::{Fingerprint, NormalizeConfig, host_key};
-use crate::plugin::Plugin;
 use crate::robots::{self, Robots};
 use crate::sink::FilesStore;
 use std::collections::HashMap;
@@ -64,10 +63,8 @@ pub struct Claim {
 /// Read-only state shared with the workers.
 pub struct Shared {
     pub fetcher: Fetcher,
-    pub plugins: Vec<Plugin>,
-    pub enabled: Vec<bool>,
-    /// Per plugin (same order): its run of crashes, and whether it is disabled.
-    pub health: Vec<super::health::PluginHealth>,
+    /// The plugins pages are routed to (swapped by `--watch`).
+    pub roster: Arc<super::roster::Roster>,
     pub robots: RobotsCache,
     pub scope: Scope,
     pub files: FilesStore,

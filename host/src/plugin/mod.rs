@@ -575,6 +575,21 @@ impl std::hash::Hasher for Sha256Hasher {
     }
 }
 
+/// The `*.wasm` files these plugin paths name now (folders listed, files as given), sorted;
+/// unreadable folders and missing files give nothing. For watching, not for loading (which
+/// reports such paths).
+pub fn wasm_files_in(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(wasm_files(p).unwrap_or_default());
+        } else if p.is_file() {
+            files.push(p.clone());
+        }
+    }
+    files
+}
+
 fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!(

@@ -34,25 +34,36 @@ impl Plugin for Quotes {
     }
 
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
-        if page.url.contains("/author/") {
-            let m = Extractor::new()
-                .text("name", ".author-details .author-title")
-                .text("born", ".author-born-date")
-                .text("description", ".author-description")
-                .run(page)?;
-            let name = m
-                .first("name")
-                .ok_or_else(|| ParseError::failed("author page without .author-title"))?;
-            return out.item(
-                "author",
-                &Author {
-                    name,
-                    born: m.first("born"),
-                    description: m.first("description"),
-                },
-            );
-        }
+        Router::new()
+            .route("/author/*", Self::author)
+            .route("/quotes/page/*", Self::listing)
+            .dispatch(self, page, out)
+    }
+}
 
+impl Quotes {
+    fn author(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
+        let [name, born, description] = page.select_many([
+            ".author-details .author-title",
+            ".author-born-date",
+            ".author-description",
+        ]);
+        let name = name
+            .text()
+            .ok_or_else(|| ParseError::failed("author page without .author-title"))?;
+        out.item(
+            "author",
+            &Author {
+                name,
+                born: born.text(),
+                description: description.text(),
+            },
+        )
+    }
+
+    /// Repeated records are the streaming extractor's job: one pass gives every quote with
+    /// its own fields.
+    fn listing(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
         let m = Extractor::new()
             .records("div.quote", |r| {
                 r.text("text", ".text")
@@ -61,7 +72,6 @@ impl Plugin for Quotes {
                     .text("tags", "a.tag")
             })
             .attr("next", "li.next a", "href")
-            .links()
             .run(page)?;
         if m.records().is_empty() {
             return Err(ParseError::NotMine);
@@ -79,13 +89,13 @@ impl Plugin for Quotes {
                     tags: q.all("tags"),
                 },
             )?;
-            if let Some(url) = q.first("about").and_then(|h| m.resolve(&page.url, h)) {
-                out.link(url, LinkKind::Follow, None, Some(author.to_owned()));
+            if let Some(about) = q.first("about") {
+                out.follow_href(page, about).map(|l| l.set_metadata(author));
             }
         }
-        if let Some(url) = m.first("next").and_then(|h| m.resolve(&page.url, h)) {
+        if let Some(next) = m.first("next") {
             // Pagination first: it is what keeps the crawl going.
-            out.link(url, LinkKind::Follow, Some(10), None);
+            out.follow_href(page, next).map(|l| l.set_priority(10));
         }
         Ok(())
     }
