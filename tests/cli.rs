@@ -39,9 +39,10 @@ fn plugins_list_and_check() {
         .map(|p| p["name"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(names, ["products", "quotes"]);
-    assert_eq!(v[0]["wit_version"], "0.1.0");
+    assert_eq!(v[0]["wit_version"], "0.2.0");
+    assert_eq!(v[0]["rendering"], "http");
     assert_eq!(v[0]["sha256"].as_str().map(str::len), Some(64));
-    assert_eq!(v[0]["patterns"][0], "http*://*/catalogue/*");
+    assert_eq!(v[0]["patterns"][0], "http*://*/catalogue/**");
 
     let (st, out, _) = run_bin(&["plugins", "list", &d], T);
     assert!(st.success());
@@ -54,7 +55,7 @@ fn plugins_list_and_check() {
     let q = plugin("quotes").display().to_string();
     let (st, out, _) = run_bin(&["plugins", "check", &q], T);
     assert!(st.success());
-    assert!(out.starts_with("ok: quotes 0.1.0 (WIT 0.1.0"), "{out}");
+    assert!(out.starts_with("ok: quotes 0.1.0 (WIT 0.2.0"), "{out}");
 
     let f = plugin("future-wit").display().to_string();
     let (st, _, err) = run_bin(&["plugins", "check", &f], T);

@@ -3,7 +3,7 @@
 //! within their budget with a clear error, and the next page still parses.
 
 use sandcrawl::plugin::{Limits, LinkKind, PageInput, Plugin, PluginError, Runtime};
-use sandcrawl_e2e::{plugin, root, tempdir};
+use sandcrawl_e2e::{plugin, plugin_in, root, tempdir};
 use std::time::{Duration, Instant};
 
 fn runtime(limits: Limits) -> Runtime {
@@ -39,7 +39,7 @@ fn example_plugins_give_exact_items_and_links() {
         .load_file_blocking(&plugin("quotes"))
         .expect("load quotes");
     assert_eq!(quotes.info.name, "quotes");
-    assert_eq!(quotes.info.wit_version, "0.1.0");
+    assert_eq!(quotes.info.wit_version, "0.2.0");
     assert_eq!(quotes.info.sha256.len(), 64);
 
     let out = quotes
@@ -65,7 +65,8 @@ fn example_plugins_give_exact_items_and_links() {
         .expect("next link");
     assert_eq!(next.url, "http://demo.test/quotes/page/2/");
     assert_eq!(out.links.len(), 11);
-    assert_eq!(out.links[0].metadata.as_deref(), Some("Ada Quill"));
+    // Metadata is JSON: the author's name travels as a JSON string.
+    assert_eq!(out.links[0].metadata.as_deref(), Some("\"Ada Quill\""));
 
     let author = quotes
         .parse_blocking(&page(
@@ -309,7 +310,7 @@ fn plugin_built_for_another_wit_version_is_rejected_clearly() {
         .expect("must be rejected");
     let msg = format!("{err:#}");
     assert!(msg.contains("sandcrawl:plugin@9.0.0"), "{msg}");
-    assert!(msg.contains("supports 0.1.0"), "{msg}");
+    assert!(msg.contains("supports 0.2.0, 0.1.0"), "{msg}");
     assert!(msg.contains("future-wit.wasm"), "{msg}");
 }
 
@@ -678,4 +679,61 @@ fn the_memory_cap_covers_all_memories_of_an_instance_together() {
         .parse_blocking(&page("http://t.test/x", b""))
         .expect("fits in 256 MiB");
     assert!(out.items.is_empty() && out.links.is_empty());
+}
+
+/// A plugin built against the frozen WIT 0.1 keeps working on this host, and gives exactly
+/// the items and links its WIT 0.2 build gives, page for page: the example plugins, built both
+/// ways by `./dev test`, walk the demo site (its pages served from memory) side by side.
+#[test]
+fn example_plugins_built_for_wit_0_1_and_0_2_give_identical_output() {
+    let rt = runtime(Limits::default());
+    let mut pairs = Vec::new();
+    for name in ["quotes", "products", "shop"] {
+        let new = rt.load_file_blocking(&plugin(name)).expect("0.2 build");
+        let old = rt
+            .load_file_blocking(&plugin_in("plugins-wit-0.1", name))
+            .expect("0.1 build");
+        assert_eq!(new.info.wit_version, "0.2.0", "{name}");
+        assert_eq!(old.info.wit_version, "0.1.0", "{name}");
+        assert_ne!(new.info.sha256, old.info.sha256);
+        pairs.push((name, new, old, 0usize));
+    }
+    let mut queue = std::collections::VecDeque::from(["http://demo.test/".to_owned()]);
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = 0;
+    while let Some(url) = queue.pop_front() {
+        if pages >= 80 || !seen.insert(url.clone()) {
+            continue;
+        }
+        pages += 1;
+        let path = url.trim_start_matches("http://demo.test");
+        let (status, ct, body) = sandcrawl::demo::respond(path);
+        let mut pg = page(&url, &body);
+        pg.status = status.as_u16();
+        pg.headers = vec![("content-type".into(), ct.into())];
+        for (name, new, old, compared) in &mut pairs {
+            if !new.matches(&url) && !old.matches(&url) {
+                continue;
+            }
+            assert_eq!(new.matches(&url), old.matches(&url), "{name} on {url}");
+            let a = new.parse_blocking(&pg);
+            let b = old.parse_blocking(&pg);
+            assert_eq!(a, b, "{name} on {url}");
+            if let Ok(out) = a {
+                *compared += out.items.len() + out.links.len();
+                queue.extend(
+                    out.links
+                        .into_iter()
+                        .map(|l| l.url)
+                        .filter(|u| u.starts_with("http://demo.test/")),
+                );
+            }
+        }
+    }
+    for (name, _, _, compared) in &pairs {
+        assert!(
+            *compared > 20,
+            "{name}: only {compared} items and links compared over {pages} pages"
+        );
+    }
 }

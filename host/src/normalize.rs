@@ -61,6 +61,23 @@ impl NormalizeConfig {
         fingerprint(&u)
     }
 
+    /// The dedup fingerprint of a request: its normalized URL, joined by its method and body
+    /// when it is more than a plain GET (`RequestSpec::identity`).
+    pub fn request_fingerprint(
+        &self,
+        url: &Url,
+        spec: Option<&crate::fetch::RequestSpec>,
+    ) -> Fingerprint {
+        match spec.and_then(|s| s.identity()) {
+            None => self.fingerprint(url),
+            Some(id) => {
+                let mut u = url.clone();
+                self.apply(&mut u);
+                fingerprint_of(&format!("{u}\n{id}"))
+            }
+        }
+    }
+
     /// Normalizes an already-parsed URL in place.
     pub fn apply(&self, url: &mut Url) {
         if self.strip_fragment {

@@ -2,8 +2,9 @@
 //!
 //! A plugin is a type implementing [`Plugin`], exported with [`export_plugin!`] and built with
 //! `cargo build --release --target wasm32-wasip2`. The SDK owns the translation between the
-//! WIT contract (`wit/since_v0.1.0`) and plain Rust types, so plugin code never sees
-//! generated bindings. It must not grow anything that reaches outside the sandbox: plugins
+//! WIT contract (`wit/since_v0.2.0`; with the `wit-v0-1` feature, the frozen
+//! `wit/since_v0.1.0`, for hosts that predate 0.2) and plain Rust types, so plugin code never
+//! sees generated bindings. It must not grow anything that reaches outside the sandbox: plugins
 //! get a page and return items and links, nothing else.
 //!
 //! ```ignore
@@ -26,6 +27,7 @@
 //! export_plugin!(Hello);
 //! ```
 
+mod abi;
 mod host;
 pub mod html;
 mod router;
@@ -38,7 +40,8 @@ pub use router::{Route, Router};
 pub use sandcrawl_pattern::UrlPattern;
 pub use select::{Node, Selection};
 pub use types::{
-    Item, LinkKind, LogLevel, Manifest, Output, Page, ParseError, ProposedLink, Request,
+    Body, Item, LinkKind, LogLevel, Manifest, Method, Output, Page, ParseError, ProposedLink,
+    Rendering, Request,
 };
 
 pub use serde;
@@ -49,6 +52,10 @@ pub use url;
 pub use scraper;
 
 /// The contract version this SDK builds plugins against.
+#[cfg(not(feature = "wit-v0-1"))]
+pub const WIT_VERSION: &str = "0.2.0";
+/// The contract version this SDK builds plugins against.
+#[cfg(feature = "wit-v0-1")]
 pub const WIT_VERSION: &str = "0.1.0";
 
 /// Everything a plugin usually needs in one `use`.
@@ -84,6 +91,13 @@ pub trait Plugin {
 
     /// Extracts items and proposes links for one page.
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError>;
+
+    /// The crawl's first requests, built from [`config`] (one search per keyword, say). The
+    /// host uses them, with the manifest's seeds, when the crawl names no seeds. None by
+    /// default. Needs WIT 0.2 (a `wit-v0-1` build never calls it).
+    fn start_requests(&self) -> Vec<Request> {
+        Vec::new()
+    }
 }
 
 /// Runs a plugin on a page the way the host does: `wants`, then `parse`.
@@ -98,6 +112,20 @@ pub fn run_plugin<P: Plugin>(plugin: &P, page: &Page) -> Result<Output, ParseErr
 
 /// Generated WIT bindings. Public only so that [`export_plugin!`] can reach them.
 #[doc(hidden)]
+#[cfg(not(feature = "wit-v0-1"))]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit/since_v0.2.0",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_wit",
+        default_bindings_module: "sandcrawl_plugin_sdk::wit",
+    });
+}
+
+/// Generated WIT bindings (the frozen 0.1 contract). Public only for [`export_plugin!`].
+#[doc(hidden)]
+#[cfg(feature = "wit-v0-1")]
 pub mod wit {
     wit_bindgen::generate!({
         path: "../wit/since_v0.1.0",
@@ -110,28 +138,48 @@ pub mod wit {
 
 #[doc(hidden)]
 pub mod __private {
-    use crate::wit::exports::sandcrawl::plugin::parser as abi;
-    use crate::wit::sandcrawl::plugin::types as t;
-
-    pub fn manifest<P: crate::Plugin>() -> t::PluginManifest {
-        P::new().manifest().into()
-    }
-
-    pub fn parse<P: crate::Plugin>(page: t::Page) -> Result<t::ParseOutput, t::ParseError> {
-        let page = crate::Page::from(page);
-        let plugin = P::new();
-        crate::run_plugin(&plugin, &page)
-            .map(Into::into)
-            .map_err(Into::into)
-    }
-
-    pub use abi::Guest;
+    #[cfg(not(feature = "wit-v0-1"))]
+    pub use crate::abi::start_requests;
+    pub use crate::abi::{manifest, parse};
+    pub use crate::wit::exports::sandcrawl::plugin::parser::Guest;
 }
 
 /// Exports a [`Plugin`] implementation as the component's `parser` interface.
 ///
 /// On non-wasm targets this only type-checks the plugin, so the same crate builds natively
 /// for `cargo test`.
+#[cfg(not(feature = "wit-v0-1"))]
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __SandcrawlExport;
+
+        impl $crate::__private::Guest for __SandcrawlExport {
+            fn manifest() -> $crate::wit::sandcrawl::plugin::types::PluginManifest {
+                $crate::__private::manifest::<$plugin>()
+            }
+            fn start_requests() -> ::std::vec::Vec<$crate::wit::sandcrawl::plugin::types::Request>
+            {
+                $crate::__private::start_requests::<$plugin>()
+            }
+            fn parse(
+                page: $crate::wit::sandcrawl::plugin::types::Page,
+            ) -> ::core::result::Result<
+                $crate::wit::sandcrawl::plugin::types::ParseOutput,
+                $crate::wit::sandcrawl::plugin::types::ParseError,
+            > {
+                $crate::__private::parse::<$plugin>(page)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::wit::export_wit!(__SandcrawlExport with_types_in $crate::wit);
+    };
+}
+
+/// Exports a [`Plugin`] implementation as the component's `parser` interface (WIT 0.1).
+#[cfg(feature = "wit-v0-1")]
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {

@@ -33,7 +33,8 @@ pub fn run<P: Plugin>(page: &Page) -> Result<Output, ParseError> {
 
 /// The JSON `sandcrawl parse` prints for this output on a page served at `url`, without the
 /// plugin's identity (`plugin`, which only the built `.wasm` has): items as `{kind, fields}`,
-/// links as `{url, priority, kind, metadata}` with the host's defaults (no priority is `0`).
+/// links as `{url, priority, kind, metadata}` with the host's defaults (no priority is `0`),
+/// plus `request` (`{method, headers, body}`) for a request that is more than a plain GET.
 /// A native test and a replay of the built plugin can therefore be compared, or share one
 /// golden file.
 pub fn parse_json(url: &str, out: &Output) -> serde_json::Value {
@@ -46,13 +47,38 @@ pub fn parse_json(url: &str, out: &Output) -> serde_json::Value {
         .links
         .iter()
         .map(|l| {
-            serde_json::json!({
+            let mut link = serde_json::json!({
                 "url": l.url,
                 "priority": l.priority.unwrap_or(0),
                 "kind": l.kind,
                 "metadata": l.metadata,
-            })
+            });
+            if l.is_request() {
+                link["request"] = request_json(l);
+            }
+            link
         })
         .collect();
     serde_json::json!({ "url": url, "items": items, "links": links })
+}
+
+/// A request's method, headers and body as the host writes them (headers only when there
+/// are some; a form body as the encoded text it sends).
+fn request_json(l: &crate::ProposedLink) -> serde_json::Value {
+    let mut r = serde_json::json!({ "method": l.method });
+    if !l.headers.is_empty() {
+        r["headers"] = serde_json::json!(l.headers);
+    }
+    match &l.body {
+        Some(crate::Body::Form(pairs)) => {
+            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in pairs {
+                s.append_pair(k, v);
+            }
+            r["body"] = serde_json::json!({ "form": s.finish() });
+        }
+        Some(crate::Body::Json(text)) => r["body"] = serde_json::json!({ "json": text }),
+        None => {}
+    }
+    r
 }

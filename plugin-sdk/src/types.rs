@@ -1,7 +1,6 @@
-//! Plain Rust mirrors of the WIT records, and the conversions to and from the generated
-//! bindings. Plugin code works only with these types.
+//! Plain Rust mirrors of the WIT records. Plugin code works only with these types; the
+//! conversions to and from the generated bindings are `abi`'s.
 
-use crate::wit::sandcrawl::plugin::types as t;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -21,10 +20,24 @@ pub struct Manifest {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// URL globs matched by the host; `*` matches any run of characters.
+    /// URL patterns matched by the host against whole URLs: `*` within one path segment,
+    /// `**` across segments, a leading `/` for the path on any host (see [`crate::UrlPattern`];
+    /// in a `wit-v0-1` build they are globs where `*` matches anything).
     pub patterns: Vec<String>,
     /// Seeds used when a crawl names none.
     pub seeds: Vec<String>,
+    /// Whether the pages need a browser (WIT 0.2).
+    pub rendering: Rendering,
+}
+
+/// How a plugin's pages must be fetched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rendering {
+    /// A plain HTTP fetch is enough.
+    #[default]
+    Http,
+    /// The pages need a browser to run their JavaScript first.
+    Browser,
 }
 
 impl Manifest {
@@ -50,6 +63,12 @@ impl Manifest {
         self.seeds.push(url.to_owned());
         self
     }
+
+    /// Declares that the plugin's pages need a browser to run their JavaScript.
+    pub fn needs_browser(mut self) -> Self {
+        self.rendering = Rendering::Browser;
+        self
+    }
 }
 
 /// A fetched page as the host hands it over.
@@ -66,8 +85,10 @@ pub struct Page {
     /// Link hops from the seed.
     pub depth: u32,
     pub referrer: Option<String>,
-    /// Metadata this plugin attached to the link that led here.
-    pub metadata: Option<String>,
+    /// The metadata this plugin attached to the request that led here.
+    pub metadata: Option<serde_json::Value>,
+    /// The method of the request that fetched the page.
+    pub method: Method,
 }
 
 impl Page {
@@ -118,6 +139,11 @@ impl Page {
         enc.decode_without_bom_handling(&self.body).0
     }
 
+    /// The metadata as text, when it is a JSON string (what `set_metadata("text")` gave).
+    pub fn metadata_str(&self) -> Option<&str> {
+        self.metadata.as_ref().and_then(serde_json::Value::as_str)
+    }
+
     /// Resolves `href` against the page URL. Returns `None` for unparsable or non-http(s)
     /// results (javascript:, mailto:, data: ...). Use [`crate::html::Matches::base`] when the
     /// page has a `<base href>`.
@@ -127,20 +153,12 @@ impl Page {
 }
 
 /// What a link proposal asks the host to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkKind {
+    #[default]
     Follow,
     Download,
-}
-
-/// A link proposal. The host applies scope, robots.txt, dedup and politeness to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProposedLink {
-    pub url: String,
-    pub priority: Option<i32>,
-    pub kind: LinkKind,
-    pub metadata: Option<String>,
 }
 
 /// One extracted record: a kind and a JSON object.
@@ -157,6 +175,40 @@ impl Item {
     }
 }
 
+/// The request methods a plugin may use: reading, and submitting a form or an API query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
+/// A request body; the host sets the Content-Type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Form fields, sent as `application/x-www-form-urlencoded` in this order.
+    Form(Vec<(String, String)>),
+    /// One JSON document, sent as `application/json`.
+    Json(String),
+}
+
+/// A link or request proposal. The host applies scope, robots.txt, dedup and politeness to
+/// it. Dedup covers the URL, the method and the body (not the headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProposedLink {
+    pub url: String,
+    pub priority: Option<i32>,
+    pub kind: LinkKind,
+    /// Any JSON, handed back on the child page as [`Page::metadata`].
+    pub metadata: Option<serde_json::Value>,
+    pub method: Method,
+    /// Extra request headers (not connection, cookie, authorization or content-type headers,
+    /// which the host refuses).
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Body>,
+}
+
 impl ProposedLink {
     /// Sets the priority (higher is fetched sooner); chainable after [`Output::follow_href`].
     pub fn set_priority(&mut self, priority: i32) -> &mut Self {
@@ -164,15 +216,22 @@ impl ProposedLink {
         self
     }
 
-    /// Sets the metadata handed back on the child page as [`Page::metadata`].
-    pub fn set_metadata(&mut self, metadata: impl Into<String>) -> &mut Self {
-        self.metadata = Some(metadata.into());
+    /// Sets the metadata handed back on the child page as [`Page::metadata`]: a string, or
+    /// anything that serializes to JSON.
+    pub fn set_metadata<T: Serialize + ?Sized>(&mut self, metadata: &T) -> &mut Self {
+        self.metadata = serde_json::to_value(metadata).ok();
         self
+    }
+
+    /// Whether this is more than a plain GET (a method, headers or a body).
+    pub fn is_request(&self) -> bool {
+        self.method != Method::Get || !self.headers.is_empty() || self.body.is_some()
     }
 }
 
 /// A request to propose, built step by step instead of with positional `Option`s:
-/// `out.request(Request::follow(url).priority(10).metadata("author"))`.
+/// `out.request(Request::follow(url).priority(10).metadata("author"))`, or a search form:
+/// `Request::follow(url).post_form([("q", "rust")])`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     link: ProposedLink,
@@ -193,9 +252,8 @@ impl Request {
         Request {
             link: ProposedLink {
                 url,
-                priority: None,
                 kind,
-                metadata: None,
+                ..ProposedLink::default()
             },
         }
     }
@@ -206,10 +264,47 @@ impl Request {
         self
     }
 
-    /// A small string handed back on the child page as [`Page::metadata`].
-    pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
-        self.link.metadata = Some(metadata.into());
+    /// Metadata handed back on the child page as [`Page::metadata`]: a string, or anything
+    /// that serializes to JSON (keep it small: the host drops metadata over 4 KiB).
+    pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
+        self.link.metadata = serde_json::to_value(metadata).ok();
         self
+    }
+
+    /// A POST of these form fields (`application/x-www-form-urlencoded`), like submitting a
+    /// search form.
+    pub fn post_form<K: Into<String>, V: Into<String>>(
+        mut self,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.link.method = Method::Post;
+        self.link.body = Some(Body::Form(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ));
+        self
+    }
+
+    /// A POST of this JSON document (`application/json`), like a call to a JSON API. A value
+    /// that does not serialize gives `null`.
+    pub fn post_json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        self.link.method = Method::Post;
+        let json = serde_json::to_string(body).unwrap_or_else(|_| "null".to_owned());
+        self.link.body = Some(Body::Json(json));
+        self
+    }
+
+    /// An extra request header (`Accept: application/json`, `X-Requested-With`, ...).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.link.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The proposal as it stands.
+    pub fn into_link(self) -> ProposedLink {
+        self.link
     }
 }
 
@@ -273,7 +368,7 @@ impl Output {
         self.link(url, LinkKind::Download, None, None);
     }
 
-    /// Proposes a link with a priority and metadata handed back on the child page.
+    /// Proposes a link with a priority and metadata (text) handed back on the child page.
     pub fn link(
         &mut self,
         url: impl Into<String>,
@@ -285,7 +380,8 @@ impl Output {
             url: url.into(),
             priority,
             kind,
-            metadata,
+            metadata: metadata.map(serde_json::Value::String),
+            ..ProposedLink::default()
         });
     }
 
@@ -373,70 +469,6 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-impl From<t::Page> for Page {
-    fn from(p: t::Page) -> Self {
-        Page {
-            url: p.url,
-            status: p.status,
-            headers: p.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            body: p.body,
-            encoding: p.encoding,
-            depth: p.context.depth,
-            referrer: p.context.referrer,
-            metadata: p.context.metadata,
-        }
-    }
-}
-
-impl From<Manifest> for t::PluginManifest {
-    fn from(m: Manifest) -> Self {
-        t::PluginManifest {
-            name: m.name,
-            version: m.version,
-            description: m.description,
-            patterns: m.patterns,
-            seeds: m.seeds,
-        }
-    }
-}
-
-impl From<Output> for t::ParseOutput {
-    fn from(o: Output) -> Self {
-        t::ParseOutput {
-            items: o
-                .items
-                .into_iter()
-                .map(|i| t::Item {
-                    kind: i.kind,
-                    json: i.json,
-                })
-                .collect(),
-            links: o
-                .links
-                .into_iter()
-                .map(|l| t::Link {
-                    url: l.url,
-                    priority: l.priority,
-                    kind: match l.kind {
-                        LinkKind::Follow => t::LinkKind::Follow,
-                        LinkKind::Download => t::LinkKind::Download,
-                    },
-                    metadata: l.metadata,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<ParseError> for t::ParseError {
-    fn from(e: ParseError) -> Self {
-        match e {
-            ParseError::NotMine => t::ParseError::NotMine,
-            ParseError::Failed(m) => t::ParseError::Failed(m),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +486,12 @@ mod tests {
         assert!(out.follow_href(&page, "mailto:a@b").is_none());
         out.download_href(&page, "/img/1.jpg")
             .map(|l| l.set_metadata("img"));
+        out.request(
+            Request::follow("http://e.com/search")
+                .post_form([("q", "rust"), ("page", "1")])
+                .header("X-Requested-With", "sandcrawl")
+                .metadata(&serde_json::json!({"q": "rust"})),
+        );
         // A second page on the same output resolves against its own URL, not the cached base.
         out.follow_href(&other, "b");
         out.request(
@@ -467,29 +505,38 @@ mod tests {
                 ProposedLink {
                     url: "http://e.com/shop/a".into(),
                     priority: Some(5),
-                    kind: LinkKind::Follow,
-                    metadata: None
+                    ..ProposedLink::default()
                 },
                 ProposedLink {
                     url: "http://e.com/img/1.jpg".into(),
-                    priority: None,
                     kind: LinkKind::Download,
-                    metadata: Some("img".into())
+                    metadata: Some("img".into()),
+                    ..ProposedLink::default()
+                },
+                ProposedLink {
+                    url: "http://e.com/search".into(),
+                    metadata: Some(serde_json::json!({"q": "rust"})),
+                    method: Method::Post,
+                    headers: vec![("X-Requested-With".into(), "sandcrawl".into())],
+                    body: Some(Body::Form(vec![
+                        ("q".into(), "rust".into()),
+                        ("page".into(), "1".into())
+                    ])),
+                    ..ProposedLink::default()
                 },
                 ProposedLink {
                     url: "http://e.com/x/b".into(),
-                    priority: None,
-                    kind: LinkKind::Follow,
-                    metadata: None
+                    ..ProposedLink::default()
                 },
                 ProposedLink {
                     url: "http://e.com/next".into(),
                     priority: Some(10),
-                    kind: LinkKind::Follow,
-                    metadata: Some("m".into())
+                    metadata: Some("m".into()),
+                    ..ProposedLink::default()
                 },
             ]
         );
+        assert!(out.links[2].is_request() && !out.links[0].is_request());
         // The base cache never makes equal outputs unequal.
         let mut fresh = Output::default();
         fresh.links = out.links.clone();

@@ -69,6 +69,18 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// A plugin `./dev test` built into `target/DIR` (`plugins-wit-0.1` holds the example
+/// plugins built against the frozen WIT 0.1).
+pub fn plugin_in(dir: &str, name: &str) -> PathBuf {
+    let p = target_dir().join(dir).join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run the suite with ./dev test, which builds the plugins first",
+        p.display()
+    );
+    p
+}
+
 /// A plugin built by `./dev test`: example plugins in target/plugins, test plugins in
 /// target/test-plugins.
 pub fn plugin(name: &str) -> PathBuf {

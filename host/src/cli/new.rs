@@ -19,7 +19,7 @@ pub struct NewArgs {
     #[arg(long)]
     pub sdk: Option<PathBuf>,
     /// The URL pattern the plugin claims.
-    #[arg(long, default_value = "https://example.com/*")]
+    #[arg(long, default_value = "https://example.com/**")]
     pub pattern: String,
 }
 

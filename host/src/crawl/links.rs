@@ -96,8 +96,11 @@ impl LinkFilter {
         let mut raw_hashes = Vec::with_capacity(links.len());
         for (l, proposer) in links {
             let raw = l.url.trim();
-            let raw_hash = (raw.starts_with("http://") || raw.starts_with("https://"))
-                .then(|| fingerprint_of(raw));
+            // Only plain GETs are known by their link text: a request with a method or body
+            // is a different request from a link to the same URL.
+            let raw_hash = (l.request.is_none()
+                && (raw.starts_with("http://") || raw.starts_with("https://")))
+            .then(|| fingerprint_of(raw));
             if let Some(h) = &raw_hash
                 && self.known.contains(h)
             {
@@ -108,13 +111,16 @@ impl LinkFilter {
                 }
                 continue;
             }
-            let (u, fp) = match resolve_in_scope(page_url, raw, norm, scope) {
+            let (u, mut fp) = match resolve_in_scope(page_url, raw, norm, scope) {
                 Ok(r) => r,
                 Err(why) => {
                     skip(why);
                     continue;
                 }
             };
+            if l.request.is_some() {
+                fp = norm.request_fingerprint(&u, l.request.as_ref());
+            }
             let kind = match l.kind {
                 LinkKind::Follow => UrlKind::Page,
                 LinkKind::Download => UrlKind::Download,
@@ -132,6 +138,7 @@ impl LinkFilter {
             n.record.referrer = Some(lease.record.url.clone());
             n.record.metadata = l.metadata.filter(|m| m.len() <= MAX_METADATA);
             n.record.proposer = proposer;
+            n.record.request = l.request;
             urls.push(n);
         }
         Accepted {
@@ -160,6 +167,7 @@ mod tests {
                 priority: 0,
                 kind: LinkKind::Follow,
                 metadata: None,
+                request: None,
             },
             None,
         )

@@ -48,6 +48,7 @@ pub async fn run(
     // Seeds are checked before the state directory is created or opened: a typo in a seed
     // leaves nothing behind.
     let seeds = seeds::resolve_seeds(&cfg, &plugins.plugins)?;
+    let start = seeds::start_requests(&cfg, &plugins.plugins).await?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
@@ -64,6 +65,7 @@ pub async fn run(
     let setup = Setup {
         cfg,
         seeds,
+        start,
         plugins,
         frontier: Box::new(frontier),
         sink: Box::new(sink),
@@ -76,6 +78,8 @@ pub async fn run(
 pub(crate) struct Setup {
     pub cfg: CrawlConfig,
     pub seeds: Vec<url::Url>,
+    /// The plugins' start requests, queued at depth 0 with the seeds.
+    pub start: Vec<crate::frontier::NewUrl>,
     pub plugins: roster::Loaded,
     pub frontier: Box<dyn Frontier>,
     pub sink: Box<dyn Sink>,
@@ -86,6 +90,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     let Setup {
         cfg,
         seeds,
+        start,
         plugins:
             roster::Loaded {
                 plugins,
@@ -95,11 +100,19 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         mut frontier,
         sink,
     } = setup;
-    let scope_seeds = seeds::remember_seeds(&cfg, &seeds)?;
+    // Start requests' hosts are in the default scope, as seeds' are.
+    let mut scope_from = seeds.clone();
+    scope_from.extend(
+        start
+            .iter()
+            .filter_map(|n| url::Url::parse(&n.record.url).ok()),
+    );
+    let scope_seeds = seeds::remember_seeds(&cfg, &scope_from)?;
     let scope = Scope::new(&cfg.scope, &scope_seeds)?;
     let seed_records = seeds
         .iter()
         .map(|u| links::new_url(u, &cfg.normalize, 0, UrlKind::Page))
+        .chain(start)
         .collect();
     let added = frontier.add(seed_records)?;
     if frontier.counters().known > added as u64 {
@@ -263,6 +276,7 @@ mod tests {
         let setup = Setup {
             cfg,
             seeds,
+            start: Vec::new(),
             plugins: roster::Loaded::default(),
             frontier: Box::new(MemoryFrontier::new()),
             sink: Box::new(MemorySink::default()),

@@ -193,6 +193,7 @@ pub(super) async fn parse_page(
         depth: lease.record.depth,
         referrer: lease.record.referrer.clone(),
         metadata: lease.record.metadata.clone(),
+        method: resp.method,
     });
     let fetched_at = now_rfc3339();
     let mut items = Vec::new();
@@ -283,6 +284,7 @@ pub(super) async fn parse_page(
                     priority: 0,
                     kind: LinkKind::Follow,
                     metadata: None,
+                    request: None,
                 },
                 None,
             ));

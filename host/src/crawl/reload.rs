@@ -11,7 +11,7 @@
 //! It owns the file stamps and the polling loop; it must not route pages or touch the
 //! frontier, the sink or the summary.
 
-use super::roster::{Active, Installed, Locks, Roster, configure};
+use super::roster::{Active, Installed, Locks, Roster, configure, warn_rendering};
 use crate::config::CrawlConfig;
 use crate::escape::escape;
 use crate::plugin::{Plugin, Runtime, wasm_files_in};
@@ -156,6 +156,7 @@ impl Watcher {
         }
         let mut plugin = plugin;
         configure(&mut plugin, &self.cfg)?;
+        warn_rendering(&plugin);
         let (name, version, sha256) = (
             plugin.info.name.clone(),
             plugin.info.version.clone(),

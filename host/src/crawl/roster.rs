@@ -52,6 +52,7 @@ pub async fn load(cfg: &CrawlConfig) -> Result<Loaded> {
             continue;
         }
         configure(&mut p, cfg)?;
+        warn_rendering(&p);
         tracing::info!(plugin = %p.info.name, version = %escape(&p.info.version), wit = %p.info.wit_version, "loaded {}", p.info.path.display());
         plugins.push(p);
     }
@@ -68,6 +69,17 @@ pub async fn load(cfg: &CrawlConfig) -> Result<Loaded> {
         refused,
         runtime: Some(Arc::new(rt)),
     })
+}
+
+/// A plugin that declares browser rendering (WIT 0.2) still gets its pages: fetched over
+/// plain HTTP, which this sandcrawl does, and it is told so once.
+pub fn warn_rendering(p: &Plugin) {
+    if p.info.rendering == crate::plugin::Rendering::Browser {
+        tracing::warn!(
+            plugin = %p.info.name,
+            "declares that its pages need a browser, which this sandcrawl does not run yet: they are fetched over plain HTTP, so script-built content is missing"
+        );
+    }
 }
 
 /// Applies the crawl's `[plugins.NAME]` settings (config, pattern override) to a build.

@@ -1,10 +1,12 @@
-//! Where a crawl starts: seed URLs from the config, a seeds file or the plugins' manifests,
-//! checked before anything is written, and remembered in the state directory so a resumed
+//! Where a crawl starts: seed URLs from the config, a seeds file or the plugins' manifests
+//! and start requests, checked before anything is written, and remembered in the state directory so a resumed
 //! crawl keeps its scope. It must not queue anything (the scheduler does) or fetch (sitemaps
 //! are `sitemaps.rs`).
 
 use crate::config::CrawlConfig;
-use crate::plugin::Plugin;
+use crate::frontier::{NewUrl, UrlKind};
+use crate::normalize::host_key;
+use crate::plugin::{LinkKind, Plugin};
 use anyhow::{Context as _, Result, anyhow, bail};
 use url::Url;
 
@@ -54,6 +56,63 @@ pub fn resolve_seeds(cfg: &CrawlConfig, plugins: &[Plugin]) -> Result<Vec<Url>> 
     Ok(out)
 }
 
+/// Whether the config names seeds itself (then the plugins' manifest seeds and start
+/// requests are not used).
+pub fn configured(cfg: &CrawlConfig) -> bool {
+    !cfg.seeds.is_empty() || cfg.seeds_file.is_some()
+}
+
+/// The plugins' start requests (WIT 0.2), when the config names no seeds: each plugin is
+/// asked once, with its config set, and its requests are checked as a page's would be. A
+/// plugin whose call fails stops the crawl before anything is written, naming the plugin.
+pub async fn start_requests(cfg: &CrawlConfig, plugins: &[Plugin]) -> Result<Vec<NewUrl>> {
+    let mut out = Vec::new();
+    if configured(cfg) {
+        return Ok(out);
+    }
+    for p in plugins {
+        let enabled = cfg
+            .plugins
+            .get(&p.info.name)
+            .and_then(|s| s.enabled)
+            .unwrap_or(true);
+        if !enabled {
+            continue;
+        }
+        let requests = p.start_requests().await.map_err(|e| {
+            anyhow!(
+                "plugin {}: start-requests failed: {e}; fix the plugin, or name seeds to start from instead",
+                p.info.name
+            )
+        })?;
+        for r in requests {
+            let url = Url::parse(r.url.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "plugin {}: start request {:?} is not an absolute http(s) URL; fix the plugin",
+                        p.info.name,
+                        crate::escape::escape(&r.url)
+                    )
+                })?;
+            let fp = cfg.normalize.request_fingerprint(&url, r.request.as_ref());
+            let kind = match r.kind {
+                LinkKind::Follow => UrlKind::Page,
+                LinkKind::Download => UrlKind::Download,
+            };
+            let mut n = super::links::queued(&url, fp, 0, kind);
+            n.record.host = host_key(&url);
+            n.record.priority = r.priority;
+            n.record.metadata = r.metadata;
+            n.record.proposer = Some(p.info.name.clone());
+            n.record.request = r.request;
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
 /// The seeds define the default scope, so a resumed crawl without seeds must use the same.
 pub fn remember_seeds(cfg: &CrawlConfig, seeds: &[Url]) -> Result<Vec<Url>> {
     let path = cfg.state.join("seeds.json");
@@ -71,7 +130,7 @@ pub fn remember_seeds(cfg: &CrawlConfig, seeds: &[Url]) -> Result<Vec<Url>> {
     }
     if all.is_empty() {
         bail!(
-            "no seed URLs: pass them as arguments, in --seeds-file, or use plugins whose manifests name seeds"
+            "no seed URLs: pass them as arguments, in --seeds-file, or use plugins whose manifests name seeds (or whose start-requests give some)"
         );
     }
     std::fs::write(&path, serde_json::to_vec(&all)?)

@@ -172,7 +172,7 @@ async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work 
     let lease_fp = lease.fp;
     let result = shared
         .fetcher
-        .fetch(&url, move |hop: Url| {
+        .fetch_request(&url, lease.record.request.as_ref(), move |hop: Url| {
             let s = Arc::clone(&hop_shared);
             let log = Arc::clone(&hop_log);
             async move {

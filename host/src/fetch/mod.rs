@@ -8,15 +8,17 @@
 
 mod budget;
 mod disposition;
+mod request;
 mod resolve;
 pub use budget::{BudgetHold, ByteBudget};
 pub use disposition::{Disposition, Failure, TRUNCATED_HEADER, parse_retry_after};
+pub use request::{Body, MAX_BODY_BYTES, Method, RequestSpec};
 use resolve::Resolver;
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -168,6 +170,8 @@ pub struct Response {
     /// Every URL before `final_url`, in order.
     pub redirects: Vec<Url>,
     pub status: u16,
+    /// The method of the request that got this response (a 303 turns a POST into a GET).
+    pub method: Method,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     /// Bytes received on the wire (before decompression).
@@ -189,7 +193,7 @@ impl Response {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Empty<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
 /// The pooled client. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -303,9 +307,26 @@ impl Fetcher {
         self.responses.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Fetches `url`, following redirects. `allow_hop` is asked before every redirect hop
-    /// (scope and robots.txt are re-checked there) and returns why a hop is refused.
-    pub async fn fetch<F, Fut>(&self, url: &Url, mut allow_hop: F) -> Result<Response, FetchError>
+    /// Fetches `url` with a plain GET, following redirects. `allow_hop` is asked before
+    /// every redirect hop (scope and robots.txt are re-checked there) and returns why a hop
+    /// is refused.
+    pub async fn fetch<F, Fut>(&self, url: &Url, allow_hop: F) -> Result<Response, FetchError>
+    where
+        F: FnMut(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        self.fetch_request(url, None, allow_hop).await
+    }
+
+    /// [`Fetcher::fetch`] with a method, extra headers and a body (`None`: a plain GET).
+    /// Redirects follow the browsers' rules: 307 and 308 repeat the method and body, the
+    /// others continue with a GET and no body.
+    pub async fn fetch_request<F, Fut>(
+        &self,
+        url: &Url,
+        spec: Option<&RequestSpec>,
+        mut allow_hop: F,
+    ) -> Result<Response, FetchError>
     where
         F: FnMut(Url) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
@@ -319,12 +340,23 @@ impl Fetcher {
         let work = async {
             let mut current = url.clone();
             let mut chain: Vec<Url> = Vec::new();
+            let mut spec: Option<std::borrow::Cow<'_, RequestSpec>> =
+                spec.map(std::borrow::Cow::Borrowed);
             loop {
                 let auth = credentials
                     .as_deref()
                     .filter(|_| current.origin() == origin);
-                let (status, headers, location, resp) = self.request(&current, auth).await?;
+                let (status, headers, location, resp) =
+                    self.request(&current, auth, spec.as_deref()).await?;
                 if let Some(loc) = location.filter(|_| (300..400).contains(&status)) {
+                    if !matches!(status, 307 | 308)
+                        && let Some(s) = spec.as_mut()
+                        && s.method != Method::Get
+                    {
+                        let s = s.to_mut();
+                        s.method = Method::Get;
+                        s.body = None;
+                    }
                     let next = current.join(&loc).map_err(|e| {
                         FetchError::RedirectRefused(format!("bad Location {loc:?}: {e}"))
                     })?;
@@ -354,6 +386,7 @@ impl Fetcher {
                     final_url: current,
                     redirects: chain,
                     status,
+                    method: spec.map_or(Method::Get, |s| s.method),
                     headers,
                     body,
                     wire_bytes,
@@ -377,6 +410,7 @@ impl Fetcher {
         &self,
         url: &Url,
         auth: Option<&str>,
+        spec: Option<&RequestSpec>,
     ) -> Result<
         (
             u16,
@@ -399,7 +433,13 @@ impl Fetcher {
             .as_str()
             .parse()
             .map_err(|e| FetchError::BadUrl(format!("{bare}: {e}")))?;
-        let mut req = hyper::Request::get(uri.clone())
+        let method = match spec.map(|s| s.method) {
+            Some(Method::Post) => hyper::Method::POST,
+            _ => hyper::Method::GET,
+        };
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(uri.clone())
             .header(header::USER_AGENT, self.cfg.user_agent.as_str())
             .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
             .header(
@@ -431,8 +471,34 @@ impl Fetcher {
                 req = req.header(header::COOKIE, cookies);
             }
         }
+        // A plugin's header replaces the crawl's own of that name (an API that wants JSON
+        // sets Accept); `RequestSpec::check` kept framing and credentials out of them.
+        let mut body = Bytes::new();
+        if let Some(s) = spec {
+            if let Some(h) = req.headers_mut() {
+                let mut replaced: Vec<header::HeaderName> = Vec::new();
+                for (k, v) in &s.headers {
+                    let (Ok(k), Ok(v)) = (
+                        header::HeaderName::from_bytes(k.as_bytes()),
+                        header::HeaderValue::from_str(v),
+                    ) else {
+                        continue;
+                    };
+                    if replaced.contains(&k) {
+                        h.append(k, v);
+                    } else {
+                        h.insert(k.clone(), v);
+                        replaced.push(k);
+                    }
+                }
+            }
+            if let Some(b) = &s.body {
+                req = req.header(header::CONTENT_TYPE, b.content_type());
+                body = Bytes::copy_from_slice(b.text().as_bytes());
+            }
+        }
         let req = req
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| FetchError::BadUrl(e.to_string()))?;
         let read_timeout = Duration::from_millis(self.cfg.read_timeout_ms);
         let resp = tokio::time::timeout(read_timeout, self.client.request(req))

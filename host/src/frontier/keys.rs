@@ -309,6 +309,7 @@ mod tests {
         let entry = QueueEntry {
             fp: [7; 16],
             record: UrlRecord {
+                request: None,
                 url: "http://a.test/?flag".into(),
                 host: "a.test".into(),
                 depth: 2,

@@ -55,6 +55,9 @@ pub struct UrlRecord {
     /// led to, marked known with it and unmarked if the completion is undone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Method, headers and body, for a request that is more than a plain GET (WIT 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::fetch::RequestSpec>,
 }
 
 impl UrlRecord {
@@ -71,6 +74,7 @@ impl UrlRecord {
             proposer: None,
             attempts: 0,
             aliases: Vec::new(),
+            request: None,
         }
     }
 }

@@ -112,6 +112,7 @@ mod tests {
             description: String::new(),
             patterns: Vec::new(),
             seeds: Vec::new(),
+            rendering: crate::plugin::Rendering::Http,
             wit_version: "0.1.0".into(),
             sha256: sha.into(),
             path: PathBuf::from("/p/x.wasm"),

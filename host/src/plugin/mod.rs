@@ -26,7 +26,9 @@ mod validate;
 mod wit;
 
 pub use limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES, Slots};
-pub use validate::{MAX_PATTERNS, RESERVED_KINDS, build_globs, check_patterns};
+pub use validate::{
+    MAX_PATTERNS, PatternSyntax, Patterns, RESERVED_KINDS, build_globs, check_patterns,
+};
 pub use wit::WitVersion;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -103,7 +105,10 @@ pub struct PageInput {
     pub encoding: String,
     pub depth: u32,
     pub referrer: Option<String>,
+    /// The JSON document attached to the request that led here (see `LinkOut::metadata`).
     pub metadata: Option<String>,
+    /// The method of the request that fetched the page.
+    pub method: crate::fetch::Method,
 }
 
 /// A validated item: `json` is a JSON object, kept as the plugin wrote it (on one line).
@@ -139,7 +144,48 @@ pub struct LinkOut {
     pub url: String,
     pub priority: i32,
     pub kind: LinkKind,
+    /// One JSON document, whatever the plugin's WIT version (a 0.1 plugin's metadata string
+    /// is held as a JSON string); written as that JSON, not as a string of it.
+    #[serde(serialize_with = "raw_json")]
     pub metadata: Option<String>,
+    /// Method, headers and body of a request that is more than a plain GET (WIT 0.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::fetch::RequestSpec>,
+}
+
+/// Writes JSON text as the JSON it is (validated before it gets here; anything else as a
+/// string).
+fn raw_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    match v.as_deref().map(serde_json::from_str::<&RawValue>) {
+        None => s.serialize_none(),
+        Some(Ok(raw)) => raw.serialize(s),
+        Some(Err(_)) => v.serialize(s),
+    }
+}
+
+/// Metadata from a 0.1 plugin is free text: it is held as the JSON string of that text.
+pub fn metadata_from_text(text: String) -> String {
+    serde_json::Value::String(text).to_string()
+}
+
+/// The text a 0.1 plugin gets back: the string itself when the metadata is a JSON string,
+/// else the JSON as written.
+pub fn metadata_as_text(json: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<String>(json) {
+        Ok(s) => s.into(),
+        Err(_) => json.into(),
+    }
+}
+
+/// The JSON a 0.2 plugin gets back: metadata stored before it was JSON (a state written by
+/// an older sandcrawl) is handed over as a JSON string.
+pub fn metadata_as_json(stored: &str) -> std::borrow::Cow<'_, str> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(stored).is_ok() {
+        stored.into()
+    } else {
+        metadata_from_text(stored.to_owned()).into()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,9 +202,22 @@ pub struct PluginInfo {
     pub description: String,
     pub patterns: Vec<String>,
     pub seeds: Vec<String>,
+    /// Whether its pages need a browser (declared from WIT 0.2 on).
+    pub rendering: Rendering,
     pub wit_version: String,
     pub sha256: String,
     pub path: PathBuf,
+}
+
+/// How a plugin's pages must be fetched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rendering {
+    /// A plain HTTP fetch (every WIT 0.1 plugin).
+    #[default]
+    Http,
+    /// The pages need a browser to run their JavaScript first.
+    Browser,
 }
 
 /// Store data for one instance: one `parse` call, or several while the instance stays warm.
@@ -405,6 +464,7 @@ impl Runtime {
                 description: String::new(),
                 patterns: Vec::new(),
                 seeds: Vec::new(),
+                rendering: Rendering::Http,
                 wit_version: wit_version.as_str().to_owned(),
                 sha256,
                 path: path.to_owned(),
@@ -421,7 +481,8 @@ impl Runtime {
                     .unwrap_or_else(|| "plugin".into())
                     .as_str(),
             ),
-            patterns: globset::GlobSet::empty(),
+            patterns: Patterns::empty(),
+            syntax: wit_version.pattern_syntax(),
             warm: std::sync::Mutex::new(Vec::new()),
             shared: Arc::clone(&self.shared),
             own_calls: Semaphore::new(self.shared.slots.per_plugin),
@@ -431,8 +492,9 @@ impl Runtime {
             .await
             .map_err(|e| anyhow!("{shown}: manifest() failed: {e}"))?;
         let m = validate::check_manifest(m).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
-        plugin.patterns =
-            build_globs(&m.patterns).map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
+        plugin.patterns = Patterns::build(plugin.syntax, &m.patterns)
+            .map_err(|e| anyhow!("{shown}: bad manifest: {e}"))?;
+        plugin.info.rendering = m.rendering;
         plugin.name_tag = Arc::from(m.name.as_str());
         plugin.info.name = m.name;
         plugin.info.version = m.version;
@@ -466,6 +528,7 @@ impl Runtime {
             bail!("{want} is not an instance");
         };
         let mut found = 0;
+        let wanted = version.parser_functions();
         for (name, item) in parser.exports(&self.engine) {
             let ComponentItem::ComponentFunc(f) = item.ty else {
                 continue;
@@ -474,6 +537,9 @@ impl Runtime {
             let results: Vec<Type> = f.results().collect();
             let ok = match name {
                 "manifest" => params.is_empty() && matches!(results.as_slice(), [Type::Record(_)]),
+                "start-requests" if wanted.contains(&name) => {
+                    params.is_empty() && matches!(results.as_slice(), [Type::List(_)])
+                }
                 "parse" => {
                     matches!(params.as_slice(), [Type::Record(_)])
                         && matches!(results.as_slice(), [Type::Result(_)])
@@ -485,8 +551,8 @@ impl Runtime {
             }
             found += 1;
         }
-        if found != 2 {
-            bail!("`manifest` or `parse` is missing");
+        if found != wanted.len() {
+            bail!("one of `{}` is missing", wanted.join("`, `"));
         }
         Ok(())
     }
@@ -627,7 +693,9 @@ pub struct Plugin {
     limits: Limits,
     config: Arc<str>,
     name_tag: Arc<str>,
-    patterns: globset::GlobSet,
+    patterns: Patterns,
+    /// What its patterns mean (its WIT version's syntax), for `set_patterns`.
+    syntax: PatternSyntax,
     /// Instances that finished a call cleanly, waiting for the next one.
     warm: std::sync::Mutex<Vec<Warm>>,
     shared: Arc<Shared>,
@@ -670,7 +738,7 @@ impl Plugin {
 
     /// Replaces the manifest's URL patterns (crawl config `[plugins.NAME] patterns`).
     pub fn set_patterns(&mut self, patterns: Vec<String>) -> Result<()> {
-        self.patterns = build_globs(&patterns)?;
+        self.patterns = Patterns::build(self.syntax, &patterns)?;
         self.info.patterns = patterns;
         Ok(())
     }
@@ -765,6 +833,28 @@ impl Plugin {
             result
         })
         .await
+    }
+
+    /// The plugin's start requests (WIT 0.2; none for a 0.1 plugin), built from its config
+    /// and checked like the requests of a page, within the same budgets as a `parse` call.
+    pub async fn start_requests(&self) -> CallResult<Vec<LinkOut>> {
+        let _slot = self.slot().await?;
+        let deadline = Instant::now() + self.budget();
+        let raw = self
+            .within_deadline(deadline, async {
+                let mut store = self.new_store();
+                store.data_mut().deadline = deadline;
+                store.set_epoch_deadline(1);
+                let result = match self.pre.instantiate(&mut store).await {
+                    Ok(inst) => inst.start_requests(&mut store).await,
+                    Err(e) => Err(e),
+                };
+                let result = result.map_err(|e| self.classify(&store, e));
+                store.data().output.finish_call(&self.name_tag);
+                result
+            })
+            .await?;
+        validate::check_output(&self.limits, Vec::new(), raw).map(|out| out.links)
     }
 
     /// Runs `parse` on one page, in a warm instance or a fresh one, within the plugin's

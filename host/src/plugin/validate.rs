@@ -27,6 +27,7 @@ pub struct RawManifest {
     pub description: String,
     pub patterns: Vec<String>,
     pub seeds: Vec<String>,
+    pub rendering: super::Rendering,
 }
 
 /// Refuses a manifest that could not work or could forge terminal output; returns it with
@@ -105,6 +106,50 @@ pub fn check_patterns(patterns: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// What a plugin's URL patterns mean: WIT 0.1 globs, or WIT 0.2 URL patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternSyntax {
+    /// `*` matches any run of characters, `/` included (WIT 0.1).
+    Glob,
+    /// `*` within one path segment, `**` across segments, `/…` for the path alone (WIT 0.2,
+    /// `sandcrawl_pattern`).
+    Url,
+}
+
+/// Compiled URL patterns, in either syntax.
+pub enum Patterns {
+    Glob(globset::GlobSet),
+    Url(Vec<sandcrawl_pattern::UrlPattern>),
+}
+
+impl Patterns {
+    pub fn empty() -> Self {
+        Patterns::Glob(globset::GlobSet::empty())
+    }
+
+    pub fn build(syntax: PatternSyntax, patterns: &[String]) -> Result<Self> {
+        match syntax {
+            PatternSyntax::Glob => build_globs(patterns).map(Patterns::Glob),
+            PatternSyntax::Url => {
+                check_patterns(patterns)?;
+                Ok(Patterns::Url(
+                    patterns
+                        .iter()
+                        .map(|p| sandcrawl_pattern::UrlPattern::new(p))
+                        .collect(),
+                ))
+            }
+        }
+    }
+
+    pub fn is_match(&self, url: &str) -> bool {
+        match self {
+            Patterns::Glob(g) => g.is_match(url),
+            Patterns::Url(ps) => ps.iter().any(|p| p.matches(url)),
+        }
+    }
+}
+
 /// URL globs: `*` matches any run of characters, `/` included.
 pub fn build_globs(patterns: &[String]) -> Result<globset::GlobSet> {
     check_patterns(patterns)?;
@@ -126,12 +171,27 @@ pub struct RawItem {
     pub json: String,
 }
 
-/// One link as the plugin gave it.
+/// One link (or, from WIT 0.2, request) as the plugin gave it.
 pub struct RawLink {
     pub url: String,
     pub priority: Option<i32>,
     pub kind: LinkKind,
+    /// JSON text (a 0.1 plugin's string arrives as a JSON string).
     pub metadata: Option<String>,
+    pub request: Option<crate::fetch::RequestSpec>,
+}
+
+impl RawLink {
+    fn bytes(&self) -> usize {
+        let request = self.request.as_ref().map_or(0, |r| {
+            r.headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+                + r.body.as_ref().map_or(0, |b| b.text().len())
+        });
+        self.url.len() + self.metadata.as_ref().map_or(0, String::len) + request
+    }
 }
 
 /// Applies `limits` to a call's output and converts it.
@@ -157,11 +217,7 @@ pub fn check_output(
     let bytes: usize = items
         .iter()
         .map(|i| i.json.len() + i.kind.len())
-        .chain(
-            links
-                .iter()
-                .map(|k| k.url.len() + k.metadata.as_ref().map_or(0, String::len)),
-        )
+        .chain(links.iter().map(RawLink::bytes))
         .sum();
     if bytes as u64 > limits.max_output_mib.saturating_mul(1024 * 1024) {
         return Err(PluginError::OutputLimit(format!(
@@ -173,16 +229,41 @@ pub fn check_output(
     for (n, i) in items.into_iter().enumerate() {
         out.push(check_item(n, i)?);
     }
-    let links = links
-        .into_iter()
-        .map(|k| LinkOut {
-            url: k.url,
-            priority: k.priority.unwrap_or(0),
-            kind: k.kind,
-            metadata: k.metadata,
-        })
-        .collect();
+    let links = check_links(links)?;
     Ok(ParseOutput { items: out, links })
+}
+
+/// Checks each link's request (method, headers, body) and metadata (one JSON document).
+pub fn check_links(links: Vec<RawLink>) -> Result<Vec<LinkOut>, PluginError> {
+    links
+        .into_iter()
+        .enumerate()
+        .map(|(n, k)| {
+            if let Some(m) = &k.metadata
+                && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(m)
+            {
+                return Err(PluginError::InvalidOutput(format!(
+                    "request #{n}: its metadata is not valid JSON: {e}"
+                )));
+            }
+            if let Some(r) = &k.request
+                && let Err(e) = r.check()
+            {
+                return Err(PluginError::InvalidOutput(format!(
+                    "request #{n} ({}): {}",
+                    escape(&truncated(&k.url, 200)),
+                    escape(&e)
+                )));
+            }
+            Ok(LinkOut {
+                url: k.url,
+                priority: k.priority.unwrap_or(0),
+                kind: k.kind,
+                metadata: k.metadata,
+                request: k.request.and_then(crate::fetch::RequestSpec::nontrivial),
+            })
+        })
+        .collect()
 }
 
 /// Validates one item's JSON in a single pass that builds no value tree, and keeps its text.
@@ -278,6 +359,7 @@ mod tests {
             description: description.into(),
             patterns: vec!["http://x/*".into()],
             seeds: vec![],
+            rendering: crate::plugin::Rendering::Http,
         }
     }
 

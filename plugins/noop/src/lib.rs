@@ -13,7 +13,7 @@ impl Plugin for Noop {
     fn manifest(&self) -> Manifest {
         Manifest::new("noop", env!("CARGO_PKG_VERSION"))
             .description("Returns nothing; for measuring plugin overhead")
-            .pattern("*")
+            .pattern("**")
     }
 
     fn wants(&self, _page: &Page) -> bool {

@@ -73,7 +73,7 @@ impl Plugin for Products {
             .description(
                 "Product catalogue: title, price, availability, description; downloads images",
             )
-            .pattern("http*://*/catalogue/*")
+            .pattern("http*://*/catalogue/**")
     }
 
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {

@@ -48,7 +48,7 @@ fn listing_page_yields_quotes_authors_and_next() {
         .iter()
         .find(|l| l.url.contains("/author/"))
         .unwrap();
-    assert_eq!(meta.metadata.as_deref(), Some("Ada Quill"));
+    assert_eq!(meta.metadata, Some(serde_json::json!("Ada Quill")));
     assert!(out.links.iter().all(|l| l.kind == LinkKind::Follow));
 }
 

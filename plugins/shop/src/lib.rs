@@ -26,7 +26,7 @@ impl Plugin for Shop {
     fn manifest(&self) -> Manifest {
         Manifest::new("shop", env!("CARGO_PKG_VERSION"))
             .description("schema.org microdata products; follows all links")
-            .pattern("http*://*")
+            .pattern("http*://**")
     }
 
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {

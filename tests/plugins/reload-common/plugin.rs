@@ -12,7 +12,7 @@ impl Plugin for Reload {
     fn manifest(&self) -> Manifest {
         Manifest::new("reload", &format!("{BUILD}.0.0"))
             .description("Says which build parsed each page")
-            .pattern("*/r/*")
+            .pattern("/r/*")
     }
 
     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {

@@ -9,10 +9,11 @@
 //! budgets (`limits.rs`).
 
 mod since_v0_1;
+mod since_v0_2;
 
 use super::CallState;
 use super::PageInput;
-use super::validate::{RawItem, RawLink, RawManifest};
+use super::validate::{PatternSyntax, RawItem, RawLink, RawManifest};
 use anyhow::{Result, anyhow};
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
@@ -20,16 +21,34 @@ use wasmtime::component::{InstancePre, Linker};
 /// A released WIT version this host can load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum WitVersion {
+    V0_2,
     V0_1,
 }
 
 impl WitVersion {
     /// Every supported version, newest first.
-    pub const ALL: &[WitVersion] = &[WitVersion::V0_1];
+    pub const ALL: &[WitVersion] = &[WitVersion::V0_2, WitVersion::V0_1];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            WitVersion::V0_2 => since_v0_2::VERSION,
             WitVersion::V0_1 => since_v0_1::VERSION,
+        }
+    }
+
+    /// What a manifest's URL patterns mean in this version.
+    pub fn pattern_syntax(self) -> PatternSyntax {
+        match self {
+            WitVersion::V0_2 => PatternSyntax::Url,
+            WitVersion::V0_1 => PatternSyntax::Glob,
+        }
+    }
+
+    /// The functions the `parser` interface exports in this version.
+    pub fn parser_functions(self) -> &'static [&'static str] {
+        match self {
+            WitVersion::V0_2 => &["manifest", "start-requests", "parse"],
+            WitVersion::V0_1 => &["manifest", "parse"],
         }
     }
 
@@ -50,11 +69,13 @@ impl WitVersion {
 /// Adds the host imports of every supported version to `linker` (their interface names
 /// carry the version, so they live side by side).
 pub fn add_to_linker(linker: &mut Linker<CallState>) -> Result<()> {
+    since_v0_2::add_to_linker(linker)?;
     since_v0_1::add_to_linker(linker)
 }
 
 /// A component's pre-instantiated bindings, for the version it was bound to.
 pub enum BindingsPre {
+    V0_2(since_v0_2::PluginPre<CallState>),
     V0_1(since_v0_1::PluginPre<CallState>),
 }
 
@@ -62,6 +83,9 @@ impl BindingsPre {
     /// Checks the component's exports against `version`'s world.
     pub fn new(version: WitVersion, pre: InstancePre<CallState>) -> Result<Self> {
         match version {
+            WitVersion::V0_2 => since_v0_2::PluginPre::new(pre)
+                .map(BindingsPre::V0_2)
+                .map_err(|e| anyhow!("{e:#}")),
             WitVersion::V0_1 => since_v0_1::PluginPre::new(pre)
                 .map(BindingsPre::V0_1)
                 .map_err(|e| anyhow!("{e:#}")),
@@ -70,6 +94,7 @@ impl BindingsPre {
 
     pub async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Bindings> {
         match self {
+            BindingsPre::V0_2(pre) => pre.instantiate_async(store).await.map(Bindings::V0_2),
             BindingsPre::V0_1(pre) => pre.instantiate_async(store).await.map(Bindings::V0_1),
         }
     }
@@ -77,6 +102,7 @@ impl BindingsPre {
 
 /// An instance's bindings.
 pub enum Bindings {
+    V0_2(since_v0_2::Plugin),
     V0_1(since_v0_1::Plugin),
 }
 
@@ -89,7 +115,19 @@ pub enum Declined {
 impl Bindings {
     pub async fn manifest(&self, store: &mut Store<CallState>) -> wasmtime::Result<RawManifest> {
         match self {
+            Bindings::V0_2(b) => since_v0_2::manifest(b, store).await,
             Bindings::V0_1(b) => since_v0_1::manifest(b, store).await,
+        }
+    }
+
+    /// The plugin's start requests; a 0.1 plugin has none.
+    pub async fn start_requests(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<Vec<RawLink>> {
+        match self {
+            Bindings::V0_2(b) => since_v0_2::start_requests(b, store).await,
+            Bindings::V0_1(_) => Ok(Vec::new()),
         }
     }
 
@@ -101,6 +139,7 @@ impl Bindings {
         page: &PageInput,
     ) -> wasmtime::Result<Result<(Vec<RawItem>, Vec<RawLink>), Declined>> {
         match self {
+            Bindings::V0_2(b) => since_v0_2::parse(b, store, page).await,
             Bindings::V0_1(b) => since_v0_1::parse(b, store, page).await,
         }
     }
@@ -113,9 +152,10 @@ mod tests {
     #[test]
     fn versions_are_listed_newest_first_and_parsed_exactly() {
         assert_eq!(WitVersion::parse("0.1.0"), Some(WitVersion::V0_1));
+        assert_eq!(WitVersion::parse("0.2.0"), Some(WitVersion::V0_2));
         assert_eq!(WitVersion::parse("0.1"), None);
         assert_eq!(WitVersion::parse("9.0.0"), None);
-        assert_eq!(WitVersion::list(), "0.1.0");
+        assert_eq!(WitVersion::list(), "0.2.0, 0.1.0");
         // Newest first: the order `Runtime::wit_version` relies on to pick the newest.
         let mut sorted = WitVersion::ALL.to_vec();
         sorted.sort();

@@ -3,7 +3,9 @@
 
 use super::Declined;
 use crate::plugin::validate::{RawItem, RawLink, RawManifest};
-use crate::plugin::{CallState, LinkKind, PageInput};
+use crate::plugin::{
+    CallState, LinkKind, PageInput, Rendering, metadata_as_text, metadata_from_text,
+};
 use anyhow::anyhow;
 use wasmtime::Store;
 use wasmtime::component::Linker;
@@ -63,6 +65,7 @@ pub async fn manifest(b: &Plugin, store: &mut Store<CallState>) -> wasmtime::Res
         description: m.description,
         patterns: m.patterns,
         seeds: m.seeds,
+        rendering: Rendering::Http,
     })
 }
 
@@ -76,6 +79,8 @@ pub async fn parse(
         .iter()
         .map(|(n, v)| t::Header { name: n, value: v })
         .collect();
+    // 0.1 metadata is text: a JSON string comes back as the string it holds.
+    let metadata = page.metadata.as_deref().map(metadata_as_text);
     let wit_page = t::Page {
         url: &page.url,
         status: page.status,
@@ -85,7 +90,7 @@ pub async fn parse(
         context: t::CrawlContext {
             depth: page.depth,
             referrer: page.referrer.as_deref(),
-            metadata: page.metadata.as_deref(),
+            metadata: metadata.as_deref(),
         },
     };
     let out = match b
@@ -115,7 +120,8 @@ pub async fn parse(
                 t::LinkKind::Follow => LinkKind::Follow,
                 t::LinkKind::Download => LinkKind::Download,
             },
-            metadata: k.metadata,
+            metadata: k.metadata.map(metadata_from_text),
+            request: None,
         })
         .collect();
     Ok(Ok((items, links)))

@@ -21,7 +21,7 @@ impl Plugin for Hostile {
     fn manifest(&self) -> Manifest {
         Manifest::new("hostile", env!("CARGO_PKG_VERSION"))
             .description("Misbehaves on purpose")
-            .pattern("*/hostile/*")
+            .pattern("/hostile/**")
     }
 
     fn wants(&self, _page: &Page) -> bool {
@@ -94,8 +94,8 @@ impl Plugin for Hostile {
             }
             "socket" => {
                 let target = page
-                    .metadata
-                    .clone()
+                    .metadata_str()
+                    .map(str::to_owned)
                     .unwrap_or_else(|| "127.0.0.1:80".into());
                 let r = std::net::TcpStream::connect(target.as_str());
                 out.item("probe", &json!({ "probe": "socket", "ok": r.is_ok() }))?;
