@@ -15,11 +15,13 @@
 //! impl Plugin for Hello {
 //!     fn new() -> Self { Hello }
 //!     fn manifest(&self) -> Manifest {
-//!         Manifest::new("hello", env!("CARGO_PKG_VERSION")).pattern("http*://example.com/*")
+//!         Manifest::new("hello", env!("CARGO_PKG_VERSION")).pattern("https://example.com/**")
 //!     }
 //!     fn parse(&self, page: &Page, out: &mut Output) -> Result<(), ParseError> {
-//!         let m = Extractor::new().text("title", "title").run(page)?;
-//!         out.item("page", &serde_json::json!({ "title": m.first("title") }))?;
+//!         out.item("page", &json!({ "title": page.select("title").text() }))?;
+//!         for href in page.select("a[href]").attrs("href") {
+//!             out.follow_href(page, href);
+//!         }
 //!         Ok(())
 //!     }
 //! }

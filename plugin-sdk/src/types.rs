@@ -344,16 +344,18 @@ impl Output {
         kind: &str,
         fields: &T,
     ) -> Result<(), ParseError> {
-        let value = serde_json::to_value(fields)
+        // Serialized straight to text, not through a `Value` (whose map sorts its keys), so
+        // the fields keep the order the plugin wrote them in: a struct's declaration order.
+        let json = serde_json::to_string(fields)
             .map_err(|e| ParseError::Failed(format!("item of kind {kind}: {e}")))?;
-        if !value.is_object() {
+        if !json.starts_with('{') {
             return Err(ParseError::Failed(format!(
                 "item of kind {kind} must serialize to a JSON object"
             )));
         }
         self.items.push(Item {
             kind: kind.to_owned(),
-            json: value.to_string(),
+            json,
         });
         Ok(())
     }
@@ -537,9 +539,23 @@ mod tests {
             ]
         );
         assert!(out.links[2].is_request() && !out.links[0].is_request());
+        // Fields keep the order they were written in; anything but an object is refused.
+        #[derive(Serialize)]
+        struct Z {
+            zebra: u8,
+            apple: u8,
+        }
+        let mut items = Output::default();
+        items.item("z", &Z { zebra: 1, apple: 2 }).unwrap();
+        assert_eq!(items.items[0].json, "{\"zebra\":1,\"apple\":2}");
+        assert!(items.item("n", &3).is_err());
+        assert!(items.item("s", "text").is_err());
+
         // The base cache never makes equal outputs unequal.
-        let mut fresh = Output::default();
-        fresh.links = out.links.clone();
+        let fresh = Output {
+            links: out.links.clone(),
+            ..Output::default()
+        };
         assert_eq!(fresh, out);
     }
 }
