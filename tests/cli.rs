@@ -161,6 +161,57 @@ fn fetch_saves_a_fixture_and_parse_expect_compares_with_a_golden_file() {
     assert!(first_error_line(&err).contains("differs from"), "{err}");
 }
 
+/// Requests (a POST form, a JSON body, a header, JSON metadata) print the same in the native
+/// harness and in `sandcrawl parse` of the built plugin.
+#[test]
+fn parse_and_the_native_harness_agree_on_requests() {
+    let dir = tempdir("parse-requests");
+    let page = dir.join("search.html");
+    std::fs::write(
+        &page,
+        "<h1>Results</h1><a class=result href=\"/item/a\">a</a><a class=result href=\"/item/b\">b</a>",
+    )
+    .expect("page");
+    let page = page.display().to_string();
+    let url = "http://shop.test/search";
+    let r = plugin("requests").display().to_string();
+    let (st, out, err) = run_bin(&["parse", "--plugin", &r, "--url", url, &page], T);
+    assert!(st.success(), "{err}");
+    let mut replayed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    if let Some(doc) = replayed.as_object_mut() {
+        doc.remove("plugin");
+    }
+    let links = replayed["links"].as_array().cloned().unwrap_or_default();
+    assert_eq!(links.len(), 4, "{out}");
+    assert_eq!(
+        links[0]["metadata"],
+        serde_json::json!({"keyword": "", "from": "search"})
+    );
+    assert_eq!(
+        links[2]["request"],
+        serde_json::json!({"method": "POST", "body": {"form": "q="}}),
+        "{out}"
+    );
+    assert_eq!(
+        links[3]["request"],
+        serde_json::json!({
+            "method": "POST",
+            "headers": [["Accept", "application/json"]],
+            "body": {"json": "{\"q\":\"\"}"}
+        }),
+        "{out}"
+    );
+    let native_page = sandcrawl_plugin_sdk::testing::page_from_file(url, &page).expect("page");
+    let native =
+        sandcrawl_plugin_sdk::testing::run::<sandcrawl_plugin_requests::Requests>(&native_page)
+            .expect("native parse");
+    assert_eq!(
+        sandcrawl_plugin_sdk::testing::parse_json(url, &native),
+        replayed
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn parse_replays_a_saved_page_deterministically() {
     let page = quotes_page();

@@ -615,7 +615,7 @@ fn csv_output_has_one_row_per_item() {
     // Fields are one JSON cell; the demo's texts contain no newlines, so one line per row.
     assert_eq!(lines.count(), total);
     assert!(
-        text.contains(",quote,\"{\"\"author\"\":"),
+        text.contains(",quote,\"{\"\"text\"\":"),
         "fields are a quoted JSON cell"
     );
 }
