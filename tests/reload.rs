@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// Pages /r/1 … /r/4, each linking to the next; /r/2 and /r/3 wait for their gate.
-const LAST: usize = 4;
+/// Pages /r/1 … /r/5, each linking to the next; /r/2, /r/3 and /r/4 wait for their gate.
+const LAST: usize = 5;
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -48,7 +48,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 #[test]
-fn watch_swaps_a_changed_build_keeps_the_old_one_on_a_broken_build_and_drops_a_removed_one() {
+fn watch_swaps_changed_builds_keeps_the_old_on_a_broken_one_and_follows_removals_and_additions() {
     let rt = runtime();
     let gates: Arc<Vec<Semaphore>> = Arc::new((0..=LAST).map(|_| Semaphore::new(0)).collect());
     let server_gates = Arc::clone(&gates);
@@ -64,7 +64,7 @@ fn watch_swaps_a_changed_build_keeps_the_old_one_on_a_broken_build_and_drops_a_r
             if n == 0 {
                 return html(404, "");
             }
-            if (2..=3).contains(&n)
+            if (2..=4).contains(&n)
                 && let Some(g) = gates.get(n)
                 && let Ok(permit) = g.acquire().await
             {
@@ -126,12 +126,22 @@ fn watch_swaps_a_changed_build_keeps_the_old_one_on_a_broken_build_and_drops_a_r
     wait_for("the request for /r/3", wait, || {
         server.paths().iter().any(|p| p == "/r/3")
     });
-    // Removing the file stops routing to the plugin: /r/3 and /r/4 are nobody's pages.
+    // Removing the file stops routing to the plugin: /r/3 is nobody's page, and the built-in
+    // follower takes its link to /r/4.
     std::fs::remove_file(&live).expect("remove plugin");
     wait_for("the removal to be noticed", wait, || {
         log_has(&log, "was removed: no more pages go to this plugin")
     });
     gates[3].add_permits(1);
+    wait_for("the request for /r/4", wait, || {
+        server.paths().iter().any(|p| p == "/r/4")
+    });
+    // A file added to the folder is loaded: /r/4 and /r/5 are its pages.
+    replace(&plugins.join("added.wasm"), &v1);
+    wait_for("the added plugin to be loaded", wait, || {
+        log_has(&log, "added.wasm: new plugin loaded")
+    });
+    gates[4].add_permits(1);
     let status = wait_exit(&mut child, wait);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
@@ -155,6 +165,8 @@ fn watch_swaps_a_changed_build_keeps_the_old_one_on_a_broken_build_and_drops_a_r
         [
             (server.url("/r/1"), 1, sha256_hex(&v1)),
             (server.url("/r/2"), 2, sha256_hex(&v2)),
+            (server.url("/r/4"), 1, sha256_hex(&v1)),
+            (server.url("/r/5"), 1, sha256_hex(&v1)),
         ],
         "stderr:\n{stderr}"
     );
@@ -173,6 +185,6 @@ fn watch_swaps_a_changed_build_keeps_the_old_one_on_a_broken_build_and_drops_a_r
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("summary.json")).expect("summary"))
             .expect("summary json");
-    assert_eq!(summary["plugins"]["reload"]["items"], 2, "{summary}");
+    assert_eq!(summary["plugins"]["reload"]["items"], 4, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }
