@@ -143,19 +143,50 @@ fn start_requests_post_forms_and_json_carry_metadata_and_dedup_by_body() {
         ],
         "{stderr}"
     );
-    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let searches: Vec<&str> = seen
+    let log = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let searches: Vec<&str> = log
         .iter()
         .filter(|s| s.0 == "POST" && s.1 == "/search")
         .map(|s| s.4.as_str())
         .collect();
     // Each search once: the page proposed the same POST again, and dedup (URL, method,
     // body) dropped it, while the two bodies were two requests.
-    assert_eq!(searches.len(), 2, "{seen:?}");
+    assert_eq!(searches.len(), 2, "{log:?}");
     assert!(searches.contains(&"q=rust") && searches.contains(&"q=wasm"));
-    assert_eq!(seen.iter().filter(|s| s.1 == "/api").count(), 2, "{seen:?}");
+    assert_eq!(log.iter().filter(|s| s.1 == "/api").count(), 2, "{log:?}");
     let summary = sandcrawl_e2e::summary(&state);
     assert_eq!(summary["plugins"]["requests"]["items"], 8, "{summary}");
+
+    // Start requests are proposals: outside the configured scope, they are not sent.
+    let before = log.len();
+    let (_, _, stderr) = run_bin(
+        &[
+            "run",
+            "--no-progress",
+            "--config",
+            &cfg.display().to_string(),
+            "--plugins",
+            &plugin("requests").display().to_string(),
+            "--state",
+            &dir.join("state-denied").display().to_string(),
+            "--deny",
+            "/search$",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        stderr.matches("is out of scope").count(),
+        2,
+        "one warning per start request:\n{stderr}"
+    );
+    let after: Vec<Seen> = seen
+        .lock()
+        .map(|s| s[before..].to_vec())
+        .unwrap_or_default();
+    assert!(
+        after.iter().all(|s| s.1 != "/search"),
+        "no denied request was sent: {after:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

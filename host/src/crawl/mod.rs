@@ -109,6 +109,27 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     );
     let scope_seeds = seeds::remember_seeds(&cfg, &scope_from)?;
     let scope = Scope::new(&cfg.scope, &scope_seeds)?;
+    // A plugin proposes its start requests like any link: one outside the configured scope
+    // (allowed_domains, deny, ...) is not fetched.
+    let start = start.into_iter().filter(|n| {
+        let mut u = match url::Url::parse(&n.record.url) {
+            Ok(u) => u,
+            Err(_) => return false,
+        };
+        cfg.normalize.apply(&mut u);
+        match scope.check_url(&u) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(
+                    plugin = n.record.proposer.as_deref().unwrap_or_default(),
+                    "start request {} is out of scope ({}); not fetched",
+                    n.record.url,
+                    why.as_str()
+                );
+                false
+            }
+        }
+    });
     let seed_records = seeds
         .iter()
         .map(|u| links::new_url(u, &cfg.normalize, 0, UrlKind::Page))

@@ -14,10 +14,15 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Bytes of one request body: forms and API queries, not uploads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Headers the host alone sets: the connection's framing, the target, and credentials (a
-/// plugin must not carry a user's cookies or tokens from one site to another).
+/// Headers the host alone sets: the connection's framing and the target, credentials (a
+/// plugin must not carry a user's cookies or tokens from one site to another), the user agent
+/// (robots.txt was read for the crawl's own agent; another one would sidestep it), and the
+/// encodings the fetcher can decode.
 const FORBIDDEN_HEADERS: &[&str] = &[
     "host",
+    "user-agent",
+    "accept-encoding",
+    "expect",
     "content-length",
     "transfer-encoding",
     "connection",
@@ -140,7 +145,7 @@ impl RequestSpec {
             let lower = name.to_ascii_lowercase();
             if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("sec-") {
                 return Err(format!(
-                    "header {name:?} is set by the host only (framing, credentials and the body's type are not a plugin's to choose)"
+                    "header {name:?} is set by the host only (framing, credentials, the user agent, encodings and the body's type are not a plugin's to choose)"
                 ));
             }
         }
