@@ -126,21 +126,22 @@ fn watch_swaps_changed_builds_keeps_the_old_on_a_broken_one_and_follows_removals
     wait_for("the request for /r/3", wait, || {
         server.paths().iter().any(|p| p == "/r/3")
     });
-    // Removing the file stops routing to the plugin: /r/3 is nobody's page, and the built-in
-    // follower takes its link to /r/4.
+    // A second file with the same plugin name is refused while the first is there ...
+    let added = plugins.join("added.wasm");
+    replace(&added, &v1);
+    wait_for("the name clash to be refused", wait, || {
+        log_has(&log, "is already loaded from")
+    });
+    // ... and loaded once the first is removed: the removed build (2) gets no more pages, the
+    // added one (1) gets /r/3 onwards.
     std::fs::remove_file(&live).expect("remove plugin");
     wait_for("the removal to be noticed", wait, || {
         log_has(&log, "was removed: no more pages go to this plugin")
     });
-    gates[3].add_permits(1);
-    wait_for("the request for /r/4", wait, || {
-        server.paths().iter().any(|p| p == "/r/4")
-    });
-    // A file added to the folder is loaded: /r/4 and /r/5 are its pages.
-    replace(&plugins.join("added.wasm"), &v1);
     wait_for("the added plugin to be loaded", wait, || {
         log_has(&log, "added.wasm: new plugin loaded")
     });
+    gates[3].add_permits(1);
     gates[4].add_permits(1);
     let status = wait_exit(&mut child, wait);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
@@ -165,26 +166,21 @@ fn watch_swaps_changed_builds_keeps_the_old_on_a_broken_one_and_follows_removals
         [
             (server.url("/r/1"), 1, sha256_hex(&v1)),
             (server.url("/r/2"), 2, sha256_hex(&v2)),
+            (server.url("/r/3"), 1, sha256_hex(&v1)),
             (server.url("/r/4"), 1, sha256_hex(&v1)),
             (server.url("/r/5"), 1, sha256_hex(&v1)),
         ],
         "stderr:\n{stderr}"
     );
     assert_eq!(items[1]["plugin"]["version"], "2.0.0");
-    // /r/4 was still fetched: with the plugin gone, the built-in follower took /r/3's link.
-    assert!(
-        server.paths().iter().any(|p| p == "/r/4"),
-        "{:?}",
-        server.paths()
-    );
     assert_eq!(
         stderr.matches("not reloaded").count(),
-        1,
-        "one error line for the broken build:\n{stderr}"
+        2,
+        "one error line for the broken build, one for the name clash:\n{stderr}"
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("summary.json")).expect("summary"))
             .expect("summary json");
-    assert_eq!(summary["plugins"]["reload"]["items"], 4, "{summary}");
+    assert_eq!(summary["plugins"]["reload"]["items"], 5, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,6 +56,10 @@ pub struct Watcher {
     seen: HashMap<PathBuf, Stamp>,
     /// Changed files waiting for their stamp to hold still for one poll.
     settling: HashMap<PathBuf, Stamp>,
+    /// Files whose last load failed. They are not retried until they change, or until a
+    /// plugin is removed (a build refused for a name another file held loads once that file
+    /// is gone).
+    failed: std::collections::HashSet<PathBuf>,
 }
 
 impl Watcher {
@@ -68,6 +72,7 @@ impl Watcher {
             cfg,
             seen,
             settling: HashMap::new(),
+            failed: std::collections::HashSet::new(),
         }
     }
 
@@ -103,11 +108,17 @@ impl Watcher {
             .filter(|p| !now.contains_key(*p))
             .cloned()
             .collect();
-        for path in gone {
-            self.seen.remove(&path);
-            self.settling.remove(&path);
-            if let Some(name) = self.roster.remove(&path) {
+        for path in &gone {
+            self.seen.remove(path);
+            self.settling.remove(path);
+            self.failed.remove(path);
+            if let Some(name) = self.roster.remove(path) {
                 tracing::warn!(plugin = %name, "{} was removed: no more pages go to this plugin", path.display());
+            }
+        }
+        if !gone.is_empty() {
+            for path in self.failed.drain() {
+                self.seen.remove(&path);
             }
         }
         for (path, stamp) in now {
@@ -120,7 +131,13 @@ impl Watcher {
             }
             self.settling.remove(&path);
             self.seen.insert(path.clone(), stamp);
-            match self.reload(&path).await {
+            let result = self.reload(&path).await;
+            if result.is_err() {
+                self.failed.insert(path.clone());
+            } else {
+                self.failed.remove(&path);
+            }
+            match result {
                 Ok((name, version, sha256, Installed::Added)) => tracing::info!(
                     plugin = %name,
                     version = %escape(&version),
