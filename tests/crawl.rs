@@ -327,9 +327,14 @@ fn spawn_crawl(state: &Path, seeds: &[String]) -> Child {
 }
 
 fn spawn_crawl_every(state: &Path, seeds: &[String], checkpoint: &str) -> Child {
+    spawn_crawl_with(state, seeds, &["--set", checkpoint])
+}
+
+fn spawn_crawl_with(state: &Path, seeds: &[String], more: &[&str]) -> Child {
     let st = state.display().to_string();
     let mut extra: Vec<&str> = seeds.iter().map(String::as_str).collect();
-    extra.extend(["--per-host", "2", "--set", checkpoint]);
+    extra.extend(["--per-host", "2"]);
+    extra.extend(more);
     let args = crawl_args(&st, &extra);
     Command::new(sandcrawl_e2e::bin())
         .args(&args)
@@ -457,6 +462,48 @@ fn kill_9_at_random_points_then_resume_loses_and_duplicates_nothing() {
         "after {kills} kills: missing {missing:?}, extra {extra:?}"
     );
     assert_eq!(got, want);
+}
+
+/// The same for CSV, one file per kind: every kind's file is cut back to its committed length
+/// on resume, and a file of a kind first written after the last commit is removed.
+#[test]
+fn kill_9_with_csv_output_then_resume_loses_and_duplicates_nothing() {
+    let rt = sandcrawl_e2e::runtime();
+    let (_a, _b, seeds) = slow_sites(&rt);
+    let want: std::collections::BTreeSet<String> = reference(&seeds).into_keys().collect();
+    let st = tempdir("crash-csv");
+    let args = ["--format", "csv", "--set", "checkpoint_interval_s=1"];
+    let mut rng = Lcg::new();
+    let mut kills = 0;
+    loop {
+        let mut child = spawn_crawl_with(&st, &seeds, &args);
+        let at = Duration::from_millis(150 + rng.below(700));
+        if let Some(status) = wait_bounded(&mut child, at) {
+            assert!(status.success(), "crawl failed on resume");
+            break;
+        }
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        kills += 1;
+        if kills >= 4 {
+            let status = wait_bounded(&mut spawn_crawl_with(&st, &seeds, &args), LIMIT)
+                .expect("final run finishes");
+            assert!(status.success());
+            break;
+        }
+    }
+    assert!(kills >= 1, "the crawl finished before any kill");
+    let mut ids = Vec::new();
+    for (kind, (header, rows)) in csv_files(&st) {
+        assert!(header.starts_with("id,url,"), "{kind}: {header}");
+        ids.extend(
+            rows.iter()
+                .map(|r| r.split(',').next().unwrap_or_default().to_owned()),
+        );
+    }
+    let got: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), got.len(), "duplicate rows after {kills} kills");
+    assert_eq!(got, want, "after {kills} kills");
 }
 
 #[test]
@@ -595,28 +642,55 @@ fn second_ctrl_c_exits_at_once_and_the_state_stays_consistent() {
     assert_eq!(item_set(&items), want);
 }
 
+/// Rows of every `items.KIND.csv` in `dir`: kind → (header, rows). The demo's texts have no
+/// line breaks, so a line is a row.
+fn csv_files(dir: &Path) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).expect("state dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(kind) = name
+            .strip_prefix("items.")
+            .and_then(|n| n.strip_suffix(".csv"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(e.path()).expect("csv file");
+        let mut lines = text.lines().map(str::to_owned);
+        let header = lines.next().unwrap_or_default();
+        out.insert(kind.to_owned(), (header, lines.collect()));
+    }
+    out
+}
+
 #[test]
-fn csv_output_has_one_row_per_item() {
+fn csv_output_has_one_file_per_kind_with_real_columns() {
     let rt = sandcrawl_e2e::runtime();
     let a = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
     let st = tempdir("csv");
     let ua = a.url("/");
     run_crawl(&st, &[&ua, "--format", "csv"]);
-    let text = std::fs::read_to_string(st.join("items.csv")).expect("items.csv");
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next(),
-        Some("id,url,fetched_at,plugin,plugin_version,plugin_sha256,kind,fields")
-    );
-    let total: usize = sandcrawl::demo::expected_items()
+    let files = csv_files(&st);
+    let counts: Vec<(String, usize)> = files
         .iter()
-        .map(|(_, n)| n)
-        .sum();
-    // Fields are one JSON cell; the demo's texts contain no newlines, so one line per row.
-    assert_eq!(lines.count(), total);
+        .map(|(k, (_, rows))| (k.clone(), rows.len()))
+        .collect();
+    let mut want: Vec<(String, usize)> = sandcrawl::demo::expected_items()
+        .into_iter()
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect();
+    want.sort();
+    assert_eq!(counts, want);
+    let fixed = "id,url,fetched_at,plugin,plugin_version,plugin_sha256";
+    // Columns in the order the plugin writes its fields; nested values are JSON cells.
+    assert_eq!(files["quote"].0, format!("{fixed},text,author,tags,extra"));
+    assert_eq!(
+        files["file"].0,
+        format!("{fixed},sha256,path,size,content_type,referrer,extra")
+    );
+    let first = &files["quote"].1[0];
     assert!(
-        text.contains(",quote,\"{\"\"text\"\":"),
-        "fields are a quoted JSON cell"
+        first.contains(",Ada Quill,\"[\"\"life\"\"]\","),
+        "text cells plain, arrays as JSON: {first}"
     );
 }
 

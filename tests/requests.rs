@@ -12,6 +12,23 @@ use std::time::Duration;
 /// One request as the server saw it: method, path, content type, accept, body.
 type Seen = (String, String, String, String, String);
 
+/// Reads a request whole and logs it.
+async fn record(req: hyper::Request<hyper::body::Incoming>, log: &Mutex<Vec<Seen>>) -> Seen {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let ct = header(&req, "content-type", "");
+    let accept = header(&req, "accept", "");
+    let body = match req.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let seen = (method, path, ct, accept, body);
+    if let Ok(mut l) = log.lock() {
+        l.push(seen.clone());
+    }
+    seen
+}
+
 fn form_value(body: &str, key: &str) -> String {
     url::form_urlencoded::parse(body.as_bytes())
         .find(|(k, _)| k == key)
@@ -27,17 +44,7 @@ fn start_requests_post_forms_and_json_carry_metadata_and_dedup_by_body() {
     let server = rt.block_on(serve("127.0.0.1", move |req| {
         let log = Arc::clone(&log);
         async move {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let ct = header(&req, "content-type", "");
-            let accept = header(&req, "accept", "");
-            let body = match req.into_body().collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-                Err(_) => String::new(),
-            };
-            if let Ok(mut l) = log.lock() {
-                l.push((method.clone(), path.clone(), ct.clone(), accept.clone(), body.clone()));
-            }
+            let (method, path, ct, accept, body) = record(req, &log).await;
             match (method.as_str(), path.as_str()) {
                 ("POST", "/search") if ct == "application/x-www-form-urlencoded" => {
                     let q = form_value(&body, "q");
@@ -199,16 +206,7 @@ fn redirects_keep_or_drop_the_method_as_browsers_do() {
     let server = rt.block_on(serve("127.0.0.1", move |req| {
         let log = Arc::clone(&log);
         async move {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let ct = header(&req, "content-type", "");
-            let body = match req.into_body().collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-                Err(_) => String::new(),
-            };
-            if let Ok(mut l) = log.lock() {
-                l.push((method, path.clone(), ct, String::new(), body));
-            }
+            let (_, path, ..) = record(req, &log).await;
             match path.strip_prefix("/from/") {
                 Some(code) => hyper::Response::builder()
                     .status(code.parse::<u16>().unwrap_or(500))

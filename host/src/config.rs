@@ -288,6 +288,11 @@ impl CrawlConfig {
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }
+        if self.format == Format::Csv && self.output.as_deref() == Some(Path::new("-")) {
+            bail!(
+                "--format csv writes one file per item kind, so it cannot go to stdout (--out -); use --format jsonl with --out -, or name a file"
+            );
+        }
         Ok(())
     }
 

@@ -1,11 +1,15 @@
-//! Where items go: JSON Lines or CSV, to a file or stdout, plus the content-addressed files
-//! directory for downloads.
+//! Where items go: JSON Lines (to a file or stdout) or CSV (`csv.rs`: one file per item kind,
+//! with real columns), plus the content-addressed files directory for downloads.
 //!
 //! It owns output formats and the sink's half of crash safety: after every page the bytes
 //! are handed to the OS (a `write`, so a killed process loses nothing it reported), and the
 //! engine stores [`Sink::commit_token`] in the same frontier batch that marks the page done.
 //! On resume the file is cut back to the last committed token, so an item is never written
 //! twice and never lost. It must not decide what an item contains; the engine builds them.
+
+mod csv;
+
+pub use self::csv::{CsvSink, kind_path};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
@@ -62,10 +66,42 @@ struct Token {
     items: u64,
 }
 
-/// JSONL or CSV into a file (resumable) or stdout (not resumable).
+/// Opens the output for `format` at `path` ("-": stdout, JSONL only), resuming at `token`.
+pub fn open(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Box<dyn Sink>> {
+    match format {
+        Format::Jsonl => Ok(Box::new(FileSink::open(path, token)?)),
+        Format::Csv if path == Path::new("-") => bail!(
+            "--format csv writes one file per item kind, so it cannot go to stdout; use --format jsonl with --out -, or name a file"
+        ),
+        Format::Csv => Ok(Box::new(CsvSink::open(path, token)?)),
+    }
+}
+
+/// The token of an empty output: where a crawl with no checkpoint yet resumes from.
+pub fn initial_token(format: Format) -> Vec<u8> {
+    match format {
+        Format::Jsonl => serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default(),
+        Format::Csv => b"{\"csv\":{}}".to_vec(),
+    }
+}
+
+/// When the output is shorter than the committed `token` says, returns (bytes present, bytes
+/// committed): a file lost a tail that was written but not yet fsynced (a power failure or
+/// OS crash), and the frontier must give back the pages whose items are gone.
+pub fn lost_tail(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Option<(u64, u64)>> {
+    let Some(raw) = token else { return Ok(None) };
+    if path == Path::new("-") {
+        return Ok(None);
+    }
+    match format {
+        Format::Jsonl => file_lost_tail(path, raw),
+        Format::Csv => self::csv::lost_tail(path, raw),
+    }
+}
+
+/// JSON Lines into a file (resumable) or stdout (not resumable).
 pub struct FileSink {
     out: Output,
-    format: Format,
     len: u64,
     items: u64,
 }
@@ -75,14 +111,31 @@ enum Output {
     Stdout(std::io::Stdout),
 }
 
-/// When `path` is shorter than the committed `token` says, returns (bytes present, bytes
-/// committed): the file lost a tail that was written but not yet fsynced (a power failure or
-/// OS crash), and the frontier must give back the pages whose items are gone.
-pub fn lost_tail(path: &Path, token: Option<&[u8]>) -> Result<Option<(u64, u64)>> {
-    let Some(raw) = token else { return Ok(None) };
-    if path == Path::new("-") {
-        return Ok(None);
+/// Cuts `file` back to its committed length (bytes after it are items of pages that were not
+/// committed, and will be written again) and returns that length. A file shorter than that
+/// was changed outside sandcrawl: that is logged, and writing goes on from its end.
+fn cut_to_committed(file: &File, path: &Path, t: &Token) -> Result<u64> {
+    let existing = file.metadata()?.len();
+    if existing < t.len {
+        tracing::error!(
+            output = %path.display(),
+            "output is {existing} bytes but {} were committed: it was truncated or replaced outside sandcrawl; items from before are missing",
+            t.len
+        );
+        return Ok(existing);
     }
+    if existing > t.len {
+        tracing::info!(
+            output = %path.display(),
+            "cutting {} bytes of uncommitted items written before the last stop (their pages will be fetched again)",
+            existing - t.len
+        );
+        file.set_len(t.len)?;
+    }
+    Ok(t.len)
+}
+
+fn file_lost_tail(path: &Path, raw: &[u8]) -> Result<Option<(u64, u64)>> {
     let t: Token = serde_json::from_slice(raw).context("corrupt sink token in state")?;
     let have = match std::fs::metadata(path) {
         Ok(m) => m.len(),
@@ -93,18 +146,12 @@ pub fn lost_tail(path: &Path, token: Option<&[u8]>) -> Result<Option<(u64, u64)>
 }
 
 impl FileSink {
-    /// The token of an empty output: where a crawl with no checkpoint yet resumes from.
-    pub fn initial_token() -> Vec<u8> {
-        serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default()
-    }
-
     /// Opens `path` ("-" for stdout). With a token from a previous run the file is cut back
     /// to it; without one an existing non-empty file is refused rather than mixed into.
-    pub fn open(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Self> {
+    pub fn open(path: &Path, token: Option<&[u8]>) -> Result<Self> {
         if path == Path::new("-") {
             return Ok(FileSink {
                 out: Output::Stdout(std::io::stdout()),
-                format,
                 len: 0,
                 items: 0,
             });
@@ -120,31 +167,13 @@ impl FileSink {
             .truncate(false)
             .open(path)
             .with_context(|| format!("cannot open output {}", path.display()))?;
-        let existing = file.metadata()?.len();
         let (len, items) = match token {
             Some(raw) => {
                 let t: Token =
                     serde_json::from_slice(raw).context("corrupt sink token in state")?;
-                if existing < t.len {
-                    tracing::error!(
-                        output = %path.display(),
-                        "output is {existing} bytes but {} were committed: it was truncated or replaced outside sandcrawl; items from before are missing",
-                        t.len
-                    );
-                    (existing, t.items)
-                } else {
-                    if existing > t.len {
-                        tracing::info!(
-                            output = %path.display(),
-                            "cutting {} bytes of uncommitted items written before the last stop (their pages will be fetched again)",
-                            existing - t.len
-                        );
-                    }
-                    file.set_len(t.len)?;
-                    (t.len, t.items)
-                }
+                (cut_to_committed(&file, path, &t)?, t.items)
             }
-            None if existing > 0 => bail!(
+            None if file.metadata()?.len() > 0 => bail!(
                 "output {} already has data but the state directory has no record of it; choose another --out or remove the file",
                 path.display()
             ),
@@ -156,50 +185,15 @@ impl FileSink {
                 w: BufWriter::with_capacity(256 * 1024, file),
                 path: path.to_owned(),
             },
-            format,
             len,
             items,
         })
     }
 
     fn encode(&self, items: &[Item], buf: &mut Vec<u8>) -> Result<()> {
-        match self.format {
-            Format::Jsonl => {
-                for it in items {
-                    serde_json::to_writer(&mut *buf, it)?;
-                    buf.push(b'\n');
-                }
-            }
-            Format::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(&mut *buf);
-                if self.len == 0 && self.items == 0 {
-                    w.write_record([
-                        "id",
-                        "url",
-                        "fetched_at",
-                        "plugin",
-                        "plugin_version",
-                        "plugin_sha256",
-                        "kind",
-                        "fields",
-                    ])?;
-                }
-                for it in items {
-                    w.write_record([
-                        it.id.as_str(),
-                        &it.url,
-                        &it.fetched_at,
-                        &it.plugin.name,
-                        &it.plugin.version,
-                        &it.plugin.sha256,
-                        &it.kind,
-                        it.fields.get(),
-                    ])?;
-                }
-                w.flush()?;
-            }
+        for it in items {
+            serde_json::to_writer(&mut *buf, it)?;
+            buf.push(b'\n');
         }
         Ok(())
     }
@@ -372,14 +366,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sandcrawl-sink-{}", rand::random::<u64>()));
         let path = dir.join("out.jsonl");
         let token = {
-            let mut s = FileSink::open(&path, Format::Jsonl, None).unwrap();
+            let mut s = FileSink::open(&path, None).unwrap();
             s.write_page(&[item(1), item(2)]).unwrap();
             let t = s.commit_token();
             s.write_page(&[item(3)]).unwrap();
             t
         };
-        assert!(FileSink::open(&path, Format::Jsonl, None).is_err());
-        let mut s = FileSink::open(&path, Format::Jsonl, Some(&token)).unwrap();
+        assert!(FileSink::open(&path, None).is_err());
+        let mut s = FileSink::open(&path, Some(&token)).unwrap();
         s.write_page(&[item(4)]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let ids: Vec<_> = text

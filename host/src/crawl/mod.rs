@@ -29,7 +29,7 @@ pub use scope::Scope;
 use crate::config::CrawlConfig;
 use crate::fetch::Fetcher;
 use crate::frontier::{FjallFrontier, Frontier, UrlKind};
-use crate::sink::{FileSink, FilesStore, Sink, lost_tail};
+use crate::sink::{FilesStore, Sink};
 use crate::summary::{PluginStats, Summary};
 use anyhow::{Context as _, Result};
 use scheduler::Parts;
@@ -52,23 +52,24 @@ pub async fn run(
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
-    if let Some((have, committed)) = lost_tail(&output, token.as_deref())? {
+    if let Some((have, committed)) = crate::sink::lost_tail(&output, cfg.format, token.as_deref())?
+    {
         let (requeued, synced) = frontier.rewind_to_checkpoint()?;
         tracing::warn!(
             output = %output.display(),
             requeued,
             "the output has {have} of {committed} committed bytes: its unsynced tail was lost (power failure or OS crash); the pages completed since the last checkpoint are queued again"
         );
-        token = Some(synced.unwrap_or_else(FileSink::initial_token));
+        token = Some(synced.unwrap_or_else(|| crate::sink::initial_token(cfg.format)));
     }
-    let sink = FileSink::open(&output, cfg.format, token.as_deref())?;
+    let sink = crate::sink::open(&output, cfg.format, token.as_deref())?;
     let setup = Setup {
         cfg,
         seeds,
         start,
         plugins,
         frontier: Box::new(frontier),
-        sink: Box::new(sink),
+        sink,
     };
     run_with(setup, stop).await
 }

@@ -128,15 +128,22 @@ pub(super) fn download(
             version: env!("CARGO_PKG_VERSION").into(),
             sha256: String::new(),
         });
-    let mut fields = serde_json::Map::new();
-    fields.insert("sha256".into(), stored.sha256.clone().into());
-    fields.insert("path".into(), stored.path.clone().into());
-    fields.insert("size".into(), stored.size.into());
-    fields.insert(
-        "content_type".into(),
-        resp.header("content-type").unwrap_or("").to_owned().into(),
-    );
-    fields.insert("referrer".into(), lease.record.referrer.clone().into());
+    // A struct, not a map: the record's fields come out in this order (a map sorts them).
+    #[derive(serde::Serialize)]
+    struct FileRecord<'a> {
+        sha256: &'a str,
+        path: &'a str,
+        size: u64,
+        content_type: &'a str,
+        referrer: Option<&'a str>,
+    }
+    let fields = FileRecord {
+        sha256: &stored.sha256,
+        path: &stored.path,
+        size: stored.size,
+        content_type: resp.header("content-type").unwrap_or(""),
+        referrer: lease.record.referrer.as_deref(),
+    };
     let item = Item {
         id: item_id(&shared.normalize.fingerprint(&resp.final_url), "file", 0),
         url: resp.final_url.to_string(),
