@@ -225,6 +225,9 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     let ran = scheduler.run(stop, &progress).await;
     let _ = done.send(true);
     if let Some(w) = watcher {
+        // A build being compiled when the crawl ends is not waited for: its thread finishes
+        // on its own and nothing takes its answer.
+        w.abort();
         let _ = w.await;
     }
     ran?;
