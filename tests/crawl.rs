@@ -413,6 +413,31 @@ fn reference(seeds: &[String]) -> BTreeMap<String, String> {
     set
 }
 
+/// Starts the crawl and kills it with -9 at a random moment, again and again, until it
+/// finishes on its own or has been killed `max_kills` times (then one last run finishes it).
+/// Returns how many times it was killed.
+fn kill_and_resume(st: &Path, seeds: &[String], args: &[&str], max_kills: u32) -> u32 {
+    let mut rng = Lcg::new();
+    let mut kills = 0;
+    loop {
+        let mut child = spawn_crawl_with(st, seeds, args);
+        let at = Duration::from_millis(150 + rng.below(700));
+        if let Some(status) = wait_bounded(&mut child, at) {
+            assert!(status.success(), "crawl failed on resume");
+            return kills;
+        }
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        kills += 1;
+        if kills >= max_kills {
+            let status = wait_bounded(&mut spawn_crawl_with(st, seeds, args), LIMIT)
+                .expect("final run finishes");
+            assert!(status.success());
+            return kills;
+        }
+    }
+}
+
 #[test]
 fn kill_9_at_random_points_then_resume_loses_and_duplicates_nothing() {
     let rt = sandcrawl_e2e::runtime();
@@ -420,29 +445,7 @@ fn kill_9_at_random_points_then_resume_loses_and_duplicates_nothing() {
     let want = reference(&seeds);
 
     let st = tempdir("crash");
-    let mut rng = Lcg::new();
-    let mut kills = 0;
-    let mut finished = false;
-    for _round in 0..12 {
-        let mut child = spawn_crawl(&st, &seeds);
-        let at = Duration::from_millis(150 + rng.below(700));
-        if let Some(status) = wait_bounded(&mut child, at) {
-            assert!(status.success(), "crawl failed on resume");
-            finished = true;
-            break;
-        }
-        child.kill().expect("kill -9");
-        let _ = child.wait();
-        kills += 1;
-        if kills >= 5 {
-            let status =
-                wait_bounded(&mut spawn_crawl(&st, &seeds), LIMIT).expect("final run finishes");
-            assert!(status.success());
-            finished = true;
-            break;
-        }
-    }
-    assert!(finished);
+    let kills = kill_and_resume(&st, &seeds, &["--set", "checkpoint_interval_s=1"], 5);
     eprintln!("killed {kills} times");
     assert!(
         kills >= 1,
@@ -473,25 +476,7 @@ fn kill_9_with_csv_output_then_resume_loses_and_duplicates_nothing() {
     let want: std::collections::BTreeSet<String> = reference(&seeds).into_keys().collect();
     let st = tempdir("crash-csv");
     let args = ["--format", "csv", "--set", "checkpoint_interval_s=1"];
-    let mut rng = Lcg::new();
-    let mut kills = 0;
-    loop {
-        let mut child = spawn_crawl_with(&st, &seeds, &args);
-        let at = Duration::from_millis(150 + rng.below(700));
-        if let Some(status) = wait_bounded(&mut child, at) {
-            assert!(status.success(), "crawl failed on resume");
-            break;
-        }
-        child.kill().expect("kill -9");
-        let _ = child.wait();
-        kills += 1;
-        if kills >= 4 {
-            let status = wait_bounded(&mut spawn_crawl_with(&st, &seeds, &args), LIMIT)
-                .expect("final run finishes");
-            assert!(status.success());
-            break;
-        }
-    }
+    let kills = kill_and_resume(&st, &seeds, &args, 4);
     assert!(kills >= 1, "the crawl finished before any kill");
     let mut ids = Vec::new();
     for (kind, (header, rows)) in csv_files(&st) {

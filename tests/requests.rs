@@ -6,6 +6,7 @@
 use http_body_util::BodyExt as _;
 use sandcrawl::fetch::{Body, FetchConfig, Fetcher, Method, RequestSpec};
 use sandcrawl_e2e::{header, html, plugin, read_items, run_bin, runtime, serve, tempdir};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,25 @@ fn form_value(body: &str, key: &str) -> String {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
+}
+
+/// Runs a crawl with the requests plugin and `cfg`, no seeds, into `state`.
+fn crawl(cfg: &Path, state: &Path, extra: &[&str]) -> (std::process::ExitStatus, String) {
+    let (cfg, state) = (cfg.display().to_string(), state.display().to_string());
+    let plugin = plugin("requests").display().to_string();
+    let mut args = vec![
+        "run",
+        "--no-progress",
+        "--config",
+        &cfg,
+        "--plugins",
+        &plugin,
+        "--state",
+        &state,
+    ];
+    args.extend(extra);
+    let (status, _, stderr) = run_bin(&args, Duration::from_secs(120));
+    (status, stderr)
 }
 
 #[test]
@@ -83,19 +103,7 @@ fn start_requests_post_forms_and_json_carry_metadata_and_dedup_by_body() {
     .expect("config");
     let state = dir.join("state");
     // No seeds: the crawl starts from the plugin's start requests.
-    let (status, _, stderr) = run_bin(
-        &[
-            "run",
-            "--no-progress",
-            "--config",
-            &cfg.display().to_string(),
-            "--plugins",
-            &plugin("requests").display().to_string(),
-            "--state",
-            &state.display().to_string(),
-        ],
-        Duration::from_secs(120),
-    );
+    let (status, stderr) = crawl(&cfg, &state, &[]);
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains("need a browser"),
@@ -166,21 +174,7 @@ fn start_requests_post_forms_and_json_carry_metadata_and_dedup_by_body() {
 
     // Start requests are proposals: outside the configured scope, they are not sent.
     let before = log.len();
-    let (_, _, stderr) = run_bin(
-        &[
-            "run",
-            "--no-progress",
-            "--config",
-            &cfg.display().to_string(),
-            "--plugins",
-            &plugin("requests").display().to_string(),
-            "--state",
-            &dir.join("state-denied").display().to_string(),
-            "--deny",
-            "/search$",
-        ],
-        Duration::from_secs(120),
-    );
+    let (_, stderr) = crawl(&cfg, &dir.join("state-denied"), &["--deny", "/search$"]);
     assert_eq!(
         stderr.matches("is out of scope").count(),
         2,

@@ -111,6 +111,17 @@ enum Output {
     Stdout(std::io::Stdout),
 }
 
+/// Opens an output file for writing without truncating it (resume decides what stays).
+fn open_for_resume(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open output {}", path.display()))
+}
+
 /// Cuts `file` back to its committed length (bytes after it are items of pages that were not
 /// committed, and will be written again) and returns that length. A file shorter than that
 /// was changed outside sandcrawl: that is logged, and writing goes on from its end.
@@ -160,13 +171,7 @@ impl FileSink {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open output {}", path.display()))?;
+        let mut file = open_for_resume(path)?;
         let (len, items) = match token {
             Some(raw) => {
                 let t: Token =

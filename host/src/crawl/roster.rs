@@ -124,6 +124,8 @@ pub struct Active {
     pub enabled: bool,
     /// Its run of crashes; a new build starts with a clean record.
     pub health: PluginHealth,
+    /// The manifest name, shared by every page's run record instead of copied per page.
+    pub name: Arc<str>,
 }
 
 impl Active {
@@ -136,12 +138,13 @@ impl Active {
                     .and_then(|s| s.max_failures)
                     .unwrap_or(cfg.plugin_max_failures),
             ),
+            name: Arc::from(plugin.info.name.as_str()),
             plugin,
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.plugin.info.name
+        &self.name
     }
 }
 

@@ -11,7 +11,7 @@
 //! after the last commit is removed). It owns the CSV layout only; it must not decide what
 //! an item contains.
 
-use super::{Item, Sink, Token, cut_to_committed};
+use super::{Item, Sink, Token, cut_to_committed, open_for_resume};
 use anyhow::{Context as _, Result, bail};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -199,13 +199,7 @@ impl CsvSink {
 impl KindFile {
     /// Reopens a kind's file at its committed length, its columns read from its header.
     fn reopen(path: &Path, t: Token) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open output {}", path.display()))?;
+        let mut file = open_for_resume(path)?;
         let len = cut_to_committed(&file, path, &t)?;
         let mut header = String::new();
         BufReader::new(&file)
