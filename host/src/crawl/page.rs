@@ -211,13 +211,24 @@ pub(super) async fn parse_page(
     let matched = !matching.is_empty();
     for active in matching {
         let info = &active.plugin.info;
-        let name: Arc<str> = Arc::from(info.name.as_str());
-        if let Some(why) = active.health.disabled() {
+        let name = Arc::clone(&active.name);
+        // Checked again once the call has its slot: pages waiting for one when the plugin is
+        // disabled must not start a call.
+        let call = match active.health.disabled() {
+            Some(_) => None,
+            None => {
+                active
+                    .plugin
+                    .parse_timed_if(&input, || active.health.disabled().is_none())
+                    .await
+            }
+        };
+        let Some((result, took)) = call else {
+            let why = active.health.disabled().unwrap_or_default();
             runs.push((name, RunResult::Disabled, std::time::Duration::ZERO));
             disabled_only.get_or_insert_with(|| format!("plugin {} is disabled: {why}", info.name));
             continue;
-        }
-        let (result, took) = active.plugin.parse_timed(&input).await;
+        };
         if let Some(why) = active.health.record(&result) {
             tracing::warn!(plugin = %info.name, "disabled for the rest of the crawl: {why}");
         }

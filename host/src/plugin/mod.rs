@@ -866,14 +866,30 @@ impl Plugin {
     /// [`Plugin::parse`], and how long the call took from the moment it got its slot (the
     /// wait for a slot is not the plugin's time).
     pub async fn parse_timed(&self, page: &PageInput) -> (CallResult<ParseOutput>, Duration) {
+        match self.parse_timed_if(page, || true).await {
+            Some(done) => done,
+            None => (Err(PluginError::NotMine), Duration::ZERO),
+        }
+    }
+
+    /// [`Plugin::parse_timed`], unless `wanted` says no once the call has its slot: a page
+    /// that waited for a slot while the crawl disabled the plugin is then not parsed (`None`).
+    pub async fn parse_timed_if(
+        &self,
+        page: &PageInput,
+        wanted: impl Fn() -> bool,
+    ) -> Option<(CallResult<ParseOutput>, Duration)> {
         let slot = match self.slot().await {
             Ok(s) => s,
-            Err(e) => return (Err(e), Duration::ZERO),
+            Err(e) => return Some((Err(e), Duration::ZERO)),
         };
+        if !wanted() {
+            return None;
+        }
         let started = Instant::now();
         let result = self.parse_in_slot(page).await;
         drop(slot);
-        (result, started.elapsed())
+        Some((result, started.elapsed()))
     }
 
     async fn parse_in_slot(&self, page: &PageInput) -> CallResult<ParseOutput> {
