@@ -3,7 +3,8 @@
 //! (kill -9 and Ctrl+C at random points, then resume).
 
 use sandcrawl_e2e::{
-    Server, demo_site, html, plugin, read_items, run_bin, serve, summary, tempdir,
+    Lcg, Server, demo_site, html, plugin, read_items, run_bin, serve, summary, tempdir,
+    wait_bounded,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -345,17 +346,6 @@ fn spawn_crawl_with(state: &Path, seeds: &[String], more: &[&str]) -> Child {
         .expect("spawn")
 }
 
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 /// Everything the (finished) child wrote to stderr.
 fn stderr_of(child: &mut Child) -> String {
     let mut err = String::new();
@@ -364,34 +354,6 @@ fn stderr_of(child: &mut Child) -> String {
         let _ = e.read_to_string(&mut err);
     }
     err
-}
-
-/// A tiny deterministic generator, seeded from the clock and printed, so a failing
-/// interleaving can be replayed by setting SANDCRAWL_CRASH_SEED.
-struct Lcg(u64);
-
-impl Lcg {
-    fn new() -> Self {
-        let seed = std::env::var("SANDCRAWL_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(7)
-            });
-        eprintln!("crash test seed: {seed} (set SANDCRAWL_CRASH_SEED to replay)");
-        Lcg(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
 }
 
 fn slow_sites(rt: &tokio::runtime::Runtime) -> (Server, Server, Vec<String>) {
@@ -413,29 +375,9 @@ fn reference(seeds: &[String]) -> BTreeMap<String, String> {
     set
 }
 
-/// Starts the crawl and kills it with -9 at a random moment, again and again, until it
-/// finishes on its own or has been killed `max_kills` times (then one last run finishes it).
-/// Returns how many times it was killed.
+/// Kills the crawl with -9 at random moments and resumes it (see `sandcrawl_e2e::kill_and_resume`).
 fn kill_and_resume(st: &Path, seeds: &[String], args: &[&str], max_kills: u32) -> u32 {
-    let mut rng = Lcg::new();
-    let mut kills = 0;
-    loop {
-        let mut child = spawn_crawl_with(st, seeds, args);
-        let at = Duration::from_millis(150 + rng.below(700));
-        if let Some(status) = wait_bounded(&mut child, at) {
-            assert!(status.success(), "crawl failed on resume");
-            return kills;
-        }
-        child.kill().expect("kill -9");
-        let _ = child.wait();
-        kills += 1;
-        if kills >= max_kills {
-            let status = wait_bounded(&mut spawn_crawl_with(st, seeds, args), LIMIT)
-                .expect("final run finishes");
-            assert!(status.success());
-            return kills;
-        }
-    }
+    sandcrawl_e2e::kill_and_resume(&|| spawn_crawl_with(st, seeds, args), max_kills, LIMIT)
 }
 
 #[test]

@@ -31,8 +31,10 @@ pub struct CrawlConfig {
     pub sitemaps_since: Option<String>,
     /// Crawl state (frontier, dedup, resume). Running again on it resumes.
     pub state: PathBuf,
-    /// Items file; "-" is stdout (not resumable). Default: STATE/items.jsonl (or .csv).
-    pub output: Option<PathBuf>,
+    /// Where items go (`output = "…"` or `[output] to = [...]`): files, "-" for stdout (not
+    /// resumable), `postgres://…`, `mysql://…`. Default: STATE/items.jsonl (or .csv).
+    pub output: OutputConfig,
+    /// The format of file outputs: jsonl or csv.
     pub format: Format,
     /// Where `download` links are saved. Default: STATE/files.
     pub files_dir: Option<PathBuf>,
@@ -76,7 +78,7 @@ impl Default for CrawlConfig {
             seeds_from_sitemaps: false,
             sitemaps_since: None,
             state: PathBuf::from("sandcrawl-state"),
-            output: None,
+            output: OutputConfig::default(),
             format: Format::Jsonl,
             files_dir: None,
             follow_unclaimed: true,
@@ -196,6 +198,46 @@ mod bound {
     }
 }
 
+/// `[output]`: where items go, and how database outputs lay them out.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Outputs, each a file path, "-", or a database URL. `output = "x"` is short for
+    /// `output.to = ["x"]`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    pub sql: crate::sink::sql::SqlConfig,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    match <Raw as serde::Deserialize>::deserialize(d) {
+        Ok(Raw::One(s)) => Ok(vec![s]),
+        Ok(Raw::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "output: expected a path or URL, or a list of them",
+        )),
+    }
+}
+
+/// `output = "x"` or `output = ["x", "y"]` becomes `[output] to = …`, so `[output.sql]` and
+/// `--out` can be merged into it.
+fn output_as_table(table: &mut toml::Table) {
+    if let Some(v) = table.get("output")
+        && !v.is_table()
+    {
+        let v = v.clone();
+        let mut t = toml::Table::new();
+        t.insert("to".into(), v);
+        table.insert("output".into(), toml::Value::Table(t));
+    }
+}
+
 /// `[plugins.NAME]`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -227,8 +269,10 @@ impl CrawlConfig {
             }
             None => toml::Table::new(),
         };
+        output_as_table(&mut table);
         for (key, value) in overrides {
             set_path(&mut table, key, value.clone())?;
+            output_as_table(&mut table);
         }
         let shown = file.map_or("settings".to_owned(), |p| p.display().to_string());
         let cfg: CrawlConfig = toml::Value::Table(table)
@@ -288,21 +332,36 @@ impl CrawlConfig {
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }
-        if self.format == Format::Csv && self.output.as_deref() == Some(Path::new("-")) {
+        self.output.sql.check()?;
+        let targets = self.output_targets()?;
+        let mut keys: Vec<String> = targets.iter().map(crate::sink::Target::key).collect();
+        keys.sort();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
             bail!(
-                "--format csv writes one file per item kind, so it cannot go to stdout (--out -); use --format jsonl with --out -, or name a file"
+                "output {} is named twice; give each --out once",
+                w[0]
             );
         }
         Ok(())
     }
 
-    pub fn output_path(&self) -> PathBuf {
-        self.output.clone().unwrap_or_else(|| {
-            self.state.join(match self.format {
+    /// The outputs, checked: each names a file, stdout or a database.
+    pub fn output_targets(&self) -> Result<Vec<crate::sink::Target>> {
+        if self.output.to.is_empty() {
+            let file = self.state.join(match self.format {
                 Format::Jsonl => "items.jsonl",
                 Format::Csv => "items.csv",
-            })
-        })
+            });
+            return Ok(vec![crate::sink::Target::File {
+                path: file,
+                format: self.format,
+            }]);
+        }
+        self.output
+            .to
+            .iter()
+            .map(|raw| crate::sink::Target::parse(raw, self.format))
+            .collect()
     }
 
     pub fn files_path(&self) -> PathBuf {

@@ -1,22 +1,37 @@
-//! Where items go: JSON Lines (to a file or stdout) or CSV (`csv.rs`: one file per item kind,
-//! with real columns), plus the content-addressed files directory for downloads.
+//! Where items go: JSON Lines (to a file or stdout), CSV (`csv.rs`: one file per item kind,
+//! with real columns), PostgreSQL or MySQL/MariaDB (`sql/`), several of them at once
+//! (`outputs.rs`), plus the content-addressed files directory for downloads. `target.rs`
+//! reads what an `--out` value names.
 //!
-//! It owns output formats and the sink's half of crash safety: after every page the bytes
-//! are handed to the OS (a `write`, so a killed process loses nothing it reported), and the
-//! engine stores [`Sink::commit_token`] in the same frontier batch that marks the page done.
-//! On resume the file is cut back to the last committed token, so an item is never written
-//! twice and never lost. It must not decide what an item contains; the engine builds them.
+//! It owns output formats and the sink's half of crash safety. Each page's items get a
+//! ticket from [`Sink::write_page`]; the engine commits the page to the frontier only once
+//! [`Sink::durable`] has reached that ticket (at once for files, whose bytes are handed to
+//! the OS by `write`, so a killed process loses nothing it reported; after the transaction
+//! commits for a database). The engine stores [`Sink::commit_token`] in the same frontier
+//! batch that marks the page done. On resume a file is cut back to the last committed token
+//! and a database skips rows it already has, so an item is never written twice and never
+//! lost. It must not decide what an item contains; the engine builds them.
 
 mod csv;
+mod outputs;
+pub mod sql;
+pub mod target;
 
 pub use self::csv::{CsvSink, kind_path};
+pub use self::outputs::Outputs;
+pub use self::target::Target;
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 /// Who produced an item.
 #[derive(Debug, Clone, Serialize)]
@@ -46,57 +61,153 @@ pub enum Format {
     Csv,
 }
 
-/// Shaped for database sinks too (PostgreSQL/MySQL next): one call per page is a natural
-/// transaction, and the commit token can be a row id or LSN instead of a byte offset.
+/// An output. Files are durable as soon as `write_page` returns; a database is durable once
+/// its writer has committed the page's transaction.
 pub trait Sink: Send {
-    /// Writes one page's items and hands them to the OS.
-    fn write_page(&mut self, items: &[Item]) -> Result<()>;
-    /// Opaque position after the last `write_page`; stored with the page's completion.
+    /// Writes one page's items (a file hands them to the OS; a database queues them for its
+    /// writer) and returns the page's ticket.
+    fn write_page(&mut self, items: &[Item]) -> Result<u64>;
+    /// The highest ticket whose items are durable: a page may be committed to the frontier
+    /// once this has reached its ticket. An error means the output gave up.
+    fn durable(&mut self) -> Result<u64> {
+        Ok(u64::MAX)
+    }
+    /// Resolves when `durable` may have moved. Files never need it.
+    fn changed(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
+    /// Items written and not yet durable: the engine fetches no new page above a bound.
+    fn backlog(&self) -> usize {
+        0
+    }
+    /// Opaque position after the last durable write; stored with the page's completion.
     fn commit_token(&self) -> Vec<u8>;
     /// fsync: survive power loss, not just a killed process.
     fn sync(&mut self) -> Result<()>;
     fn items_written(&self) -> u64;
     /// Where items go, for the summary.
     fn describe(&self) -> String;
+    /// Items the output could not take, by summary key (a type clash in a per-kind table).
+    fn rejected(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
+
+/// The outputs of a crawl, databases already connected and checked: they are prepared before
+/// the state directory is opened, so a bad URL or password leaves nothing behind.
+pub struct Prepared {
+    targets: Vec<Target>,
+    sql: Vec<Option<sql::SqlSink>>,
+}
+
+impl Prepared {
+    pub async fn connect(targets: Vec<Target>, cfg: &sql::SqlConfig) -> Result<Prepared> {
+        let mut out = Vec::with_capacity(targets.len());
+        for t in &targets {
+            out.push(match t {
+                Target::Sql(u) => Some(sql::SqlSink::connect(u, cfg).await?),
+                _ => None,
+            });
+        }
+        Ok(Prepared { targets, sql: out })
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.targets.iter().map(Target::key).collect()
+    }
+
+    /// The token of empty outputs: where a crawl with no checkpoint yet resumes from.
+    pub fn initial_token(&self) -> Vec<u8> {
+        let parts: Vec<(String, Vec<u8>)> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let tok = match t {
+                    Target::Stdout | Target::File { format: Format::Jsonl, .. } => {
+                        serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default()
+                    }
+                    Target::File { format: Format::Csv, .. } => b"{\"csv\":{}}".to_vec(),
+                    Target::Sql(_) => sql::SqlSink::initial_token(),
+                };
+                (t.key(), tok)
+            })
+            .collect();
+        Outputs::join(&parts)
+    }
+
+    /// When a file output is shorter than the committed `token` says, returns (the file,
+    /// bytes present, bytes committed): it lost a tail that was written but not yet fsynced
+    /// (a power failure or OS crash), and the frontier must give back the pages whose items
+    /// are gone.
+    pub fn lost_tail(&self, token: Option<&[u8]>) -> Result<Option<(String, u64, u64)>> {
+        let parts = Outputs::split(&self.keys(), token)?;
+        for (t, part) in self.targets.iter().zip(parts) {
+            let (Target::File { path, format }, Some(raw)) = (t, part) else {
+                continue;
+            };
+            let lost = match format {
+                Format::Jsonl => file_lost_tail(path, &raw)?,
+                Format::Csv => self::csv::lost_tail(path, &raw)?,
+            };
+            if let Some((have, committed)) = lost {
+                return Ok(Some((t.key(), have, committed)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens every output at its part of `token`.
+    pub fn open(self, token: Option<&[u8]>) -> Result<Box<dyn Sink>> {
+        let parts = Outputs::split(&self.keys(), token)?;
+        let mut outs: Vec<(String, Box<dyn Sink>)> = Vec::new();
+        for ((t, part), db) in self.targets.iter().zip(parts).zip(self.sql) {
+            let s: Box<dyn Sink> = match (t, db) {
+                (Target::Stdout, _) => Box::new(FileSink::open(Path::new("-"), None)?),
+                (Target::File { path, format: Format::Jsonl }, _) => {
+                    Box::new(FileSink::open(path, part.as_deref())?)
+                }
+                (Target::File { path, format: Format::Csv }, _) => {
+                    Box::new(CsvSink::open(path, part.as_deref())?)
+                }
+                (Target::Sql(_), Some(mut db)) => {
+                    db.resume(part.as_deref())?;
+                    Box::new(db)
+                }
+                (Target::Sql(u), None) => bail!("output {} was not connected", u.shown),
+            };
+            outs.push((t.key(), s));
+        }
+        Ok(Box::new(Outputs::new(outs)))
+    }
+}
+
+/// A JSON object's members in the order written (a `serde_json::Map` would sort them).
+pub(crate) struct Ordered<'a>(pub Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Ordered<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Ordered<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Serialize, serde::Deserialize)]
 struct Token {
     len: u64,
     items: u64,
-}
-
-/// Opens the output for `format` at `path` ("-": stdout, JSONL only), resuming at `token`.
-pub fn open(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Box<dyn Sink>> {
-    match format {
-        Format::Jsonl => Ok(Box::new(FileSink::open(path, token)?)),
-        Format::Csv if path == Path::new("-") => bail!(
-            "--format csv writes one file per item kind, so it cannot go to stdout; use --format jsonl with --out -, or name a file"
-        ),
-        Format::Csv => Ok(Box::new(CsvSink::open(path, token)?)),
-    }
-}
-
-/// The token of an empty output: where a crawl with no checkpoint yet resumes from.
-pub fn initial_token(format: Format) -> Vec<u8> {
-    match format {
-        Format::Jsonl => serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default(),
-        Format::Csv => b"{\"csv\":{}}".to_vec(),
-    }
-}
-
-/// When the output is shorter than the committed `token` says, returns (bytes present, bytes
-/// committed): a file lost a tail that was written but not yet fsynced (a power failure or
-/// OS crash), and the frontier must give back the pages whose items are gone.
-pub fn lost_tail(path: &Path, format: Format, token: Option<&[u8]>) -> Result<Option<(u64, u64)>> {
-    let Some(raw) = token else { return Ok(None) };
-    if path == Path::new("-") {
-        return Ok(None);
-    }
-    match format {
-        Format::Jsonl => file_lost_tail(path, raw),
-        Format::Csv => self::csv::lost_tail(path, raw),
-    }
 }
 
 /// JSON Lines into a file (resumable) or stdout (not resumable).
@@ -205,9 +316,9 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn write_page(&mut self, items: &[Item]) -> Result<()> {
+    fn write_page(&mut self, items: &[Item]) -> Result<u64> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut buf = Vec::with_capacity(items.len() * 512);
         self.encode(items, &mut buf)?;
@@ -226,7 +337,7 @@ impl Sink for FileSink {
         }
         self.len += buf.len() as u64;
         self.items += items.len() as u64;
-        Ok(())
+        Ok(0)
     }
 
     fn commit_token(&self) -> Vec<u8> {

@@ -68,6 +68,9 @@ pub struct Summary {
     pub stopped_early: bool,
     pub elapsed_s: f64,
     pub output: String,
+    /// Items an output could not take (a type clash in a per-kind table), by cause.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_rejected: BTreeMap<String, u64>,
     pub files_dir: String,
     pub state: String,
 }
@@ -117,6 +120,13 @@ impl fmt::Display for Summary {
         }
         if !s.skipped.is_empty() {
             writeln!(f, "  skipped: {}", counts(&s.skipped))?;
+        }
+        if !s.output_rejected.is_empty() {
+            writeln!(
+                f,
+                "  items the output refused: {}",
+                counts(&s.output_rejected)
+            )?;
         }
         if let Some(m) = &s.sitemaps {
             writeln!(

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod db;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
@@ -379,4 +381,73 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Waits for `child` at most `limit`; `None` if it is still running.
+pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// A tiny deterministic generator, seeded from the clock and printed, so a failing
+/// interleaving can be replayed by setting SANDCRAWL_CRASH_SEED.
+pub struct Lcg(u64);
+
+impl Lcg {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let seed = std::env::var("SANDCRAWL_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(7)
+            });
+        eprintln!("crash test seed: {seed} (set SANDCRAWL_CRASH_SEED to replay)");
+        Lcg(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Starts a crawl with `spawn` and kills it with -9 at a random moment, again and again, until
+/// it finishes on its own or has been killed `max_kills` times (then one last run, bounded by
+/// `limit`, finishes it). Returns how many times it was killed.
+pub fn kill_and_resume(
+    spawn: &dyn Fn() -> std::process::Child,
+    max_kills: u32,
+    limit: Duration,
+) -> u32 {
+    let mut rng = Lcg::new();
+    let mut kills = 0;
+    loop {
+        let mut child = spawn();
+        let at = Duration::from_millis(150 + rng.below(700));
+        if let Some(status) = wait_bounded(&mut child, at) {
+            assert!(status.success(), "crawl failed on resume");
+            return kills;
+        }
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        kills += 1;
+        if kills >= max_kills {
+            let status = wait_bounded(&mut spawn(), limit).expect("final run finishes");
+            assert!(status.success());
+            return kills;
+        }
+    }
 }

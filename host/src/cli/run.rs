@@ -29,9 +29,10 @@ pub struct RunArgs {
     /// Crawl state directory (resume by running again with the same one).
     #[arg(long)]
     pub(super) state: Option<PathBuf>,
-    /// Items file ("-" for stdout). Default: STATE/items.jsonl.
+    /// Where items go (repeatable): a file ("-" for stdout), postgres://USER@HOST:PORT/DB or
+    /// mysql://USER@HOST:PORT/DB. Default: STATE/items.jsonl.
     #[arg(long)]
-    out: Option<PathBuf>,
+    out: Vec<String>,
     /// Output format: jsonl or csv.
     #[arg(long)]
     format: Option<String>,
@@ -118,8 +119,8 @@ impl RunArgs {
         if let Some(p) = &self.state {
             o.push(("state".into(), s(p)));
         }
-        if let Some(p) = &self.out {
-            o.push(("output".into(), s(p)));
+        if !self.out.is_empty() {
+            o.push(("output.to".into(), list(&self.out)));
         }
         if let Some(f) = &self.format {
             o.push(("format".into(), V::String(f.clone())));

@@ -49,20 +49,21 @@ pub async fn run(
     // leaves nothing behind.
     let seeds = seeds::resolve_seeds(&cfg, &plugins.plugins)?;
     let start = seeds::start_requests(&cfg, &plugins.plugins).await?;
+    // Databases are connected and checked before the state directory is created or opened:
+    // a wrong password or a read-only user leaves nothing behind.
+    let outputs = crate::sink::Prepared::connect(cfg.output_targets()?, &cfg.output.sql).await?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
-    let output = cfg.output_path();
     let mut token = frontier.sink_token()?;
-    if let Some((have, committed)) = crate::sink::lost_tail(&output, cfg.format, token.as_deref())?
-    {
+    if let Some((output, have, committed)) = outputs.lost_tail(token.as_deref())? {
         let (requeued, synced) = frontier.rewind_to_checkpoint()?;
         tracing::warn!(
-            output = %output.display(),
+            output,
             requeued,
             "the output has {have} of {committed} committed bytes: its unsynced tail was lost (power failure or OS crash); the pages completed since the last checkpoint are queued again"
         );
-        token = Some(synced.unwrap_or_else(|| crate::sink::initial_token(cfg.format)));
+        token = Some(synced.unwrap_or_else(|| outputs.initial_token()));
     }
-    let sink = crate::sink::open(&output, cfg.format, token.as_deref())?;
+    let sink = outputs.open(token.as_deref())?;
     let setup = Setup {
         cfg,
         seeds,
@@ -251,9 +252,9 @@ mod tests {
     }
 
     impl Sink for MemorySink {
-        fn write_page(&mut self, items: &[Item]) -> Result<()> {
+        fn write_page(&mut self, items: &[Item]) -> Result<u64> {
             self.items.extend_from_slice(items);
-            Ok(())
+            Ok(0)
         }
         fn commit_token(&self) -> Vec<u8> {
             self.items.len().to_be_bytes().to_vec()

@@ -3,9 +3,11 @@
 //! Workers only ever talk to it through channels (no locks on the hot path).
 //!
 //! A round starts every URL politeness and the budgets allow (`lease_round`); each finished
-//! lease is committed in order (`commit`): items go to the sink first, then one frontier call
-//! marks the page (and every URL its redirects reached) done, queues its links and records
-//! the sink's position. It works through the `Frontier` and `Sink` traits and knows no HTTP
+//! lease is committed (`commit`): items go to the sink first, and once the sink reports them
+//! durable (at once for files, after the transaction for a database: `settle`) one frontier
+//! call marks the page (and every URL its redirects reached) done, queues its links and
+//! records the sink's position. Pages waiting for a database count against the budgets, and
+//! while too many items wait no new page is started (back-pressure). It works through the `Frontier` and `Sink` traits and knows no HTTP
 //! (`fetch` says what a response means) and no plugin internals.
 
 use super::links::LinkFilter;
@@ -21,7 +23,7 @@ use crate::progress::Progress;
 use crate::sink::{Item, Sink};
 use crate::summary::{ErrorSample, Summary};
 use anyhow::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -51,8 +53,33 @@ pub struct Scheduler {
     done_rx: mpsc::UnboundedReceiver<Done>,
     claims_rx: mpsc::UnboundedReceiver<Claim>,
     in_flight: usize,
+    /// Pages whose items are written but not yet durable, in write order.
+    pending: VecDeque<Pending>,
+    /// Of those, per host (for `max_pages_per_host`) and pages (for `max_pages`).
+    pending_hosts: HashMap<String, u64>,
+    pending_pages: u64,
+    /// The sink's position after the last page committed to the frontier: what every
+    /// completion stores, so a resume cuts exactly the items of uncommitted pages.
+    token: Vec<u8>,
+    /// Whether fetching is paused because too many items wait for the sink.
+    paused: bool,
     items_before: u64,
     started: Instant,
+}
+
+/// A page (or download) whose items wait for the sink to make them durable.
+struct Pending {
+    ticket: u64,
+    /// The sink's position right after this page's items were written.
+    token: Vec<u8>,
+    lease: Lease,
+    aliases: Vec<Fingerprint>,
+    page: Option<PendingPage>,
+}
+
+struct PendingPage {
+    links: Vec<NewUrl>,
+    raw: Vec<Fingerprint>,
 }
 
 /// The parts a scheduler is built from (see `crawl::run`).
@@ -79,6 +106,11 @@ impl Scheduler {
             politeness: Politeness::new(p.cfg.politeness.clone()).with_hosts(&p.cfg.hosts)?,
             query_variants: QueryVariants::new(p.cfg.scope.max_query_variants),
             items_before: p.sink.items_written(),
+            token: p.sink.commit_token(),
+            pending: VecDeque::new(),
+            pending_hosts: HashMap::new(),
+            pending_pages: 0,
+            paused: false,
             cfg: p.cfg,
             shared: p.shared,
             frontier,
@@ -113,7 +145,7 @@ impl Scheduler {
         let checkpoint_every = Duration::from_secs(self.cfg.checkpoint_interval_s.max(1));
         loop {
             let (more, next_wake) = self.lease_round()?;
-            if self.in_flight == 0 && !more {
+            if self.in_flight == 0 && !more && self.pending.is_empty() {
                 return Ok(());
             }
             if last_checkpoint.elapsed() >= checkpoint_every {
@@ -139,6 +171,7 @@ impl Scheduler {
                     }
                 }
                 Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
+                () = self.sink.changed() => self.settle()?,
                 _ = tokio::time::sleep(sleep_for) => {}
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -155,13 +188,11 @@ impl Scheduler {
     /// queued in the store and are fetched on resume.
     async fn drain(&mut self) -> Result<()> {
         let grace = tokio::time::Instant::now() + STOP_GRACE;
-        while self.in_flight > 0 {
+        while self.in_flight > 0 || !self.pending.is_empty() {
             tokio::select! {
-                done = self.done_rx.recv() => match done {
-                    Some(done) => self.commit(done)?,
-                    None => break,
-                },
+                Some(done) = self.done_rx.recv(), if self.in_flight > 0 => self.commit(done)?,
                 Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
+                () = self.sink.changed() => self.settle()?,
                 _ = tokio::time::sleep_until(grace) => break,
             }
         }
@@ -176,8 +207,10 @@ impl Scheduler {
         summary.items = self.sink.items_written() - self.items_before;
         summary.items_total = self.sink.items_written();
         // URLs in flight when the crawl stopped go back to their queues on the next run.
-        summary.in_flight_left = self.in_flight as u64;
-        summary.queued_left = c.queued + self.in_flight as u64;
+        let unfinished = (self.in_flight + self.pending.len()) as u64;
+        summary.in_flight_left = unfinished;
+        summary.queued_left = c.queued + unfinished;
+        summary.output_rejected = self.sink.rejected();
         summary.elapsed_s = self.started.elapsed().as_secs_f64();
         summary.requests += self.shared.fetcher.responses();
         for active in self.shared.roster.current().iter() {
@@ -194,12 +227,17 @@ impl Scheduler {
         self.cfg
             .scope
             .max_pages
-            .is_none_or(|m| self.frontier.counters().pages + (self.in_flight as u64) < m)
+            .is_none_or(|m| {
+                self.frontier.counters().pages + (self.in_flight as u64) + self.pending_pages < m
+            })
     }
 
     fn under_host_cap(&self, host: &str) -> bool {
         self.cfg.scope.max_pages_per_host.is_none_or(|cap| {
-            self.frontier.host_pages(host) + (self.politeness.host_in_flight(host) as u64) < cap
+            self.frontier.host_pages(host)
+                + (self.politeness.host_in_flight(host) as u64)
+                + self.pending_hosts.get(host).copied().unwrap_or(0)
+                < cap
         })
     }
 
@@ -215,6 +253,23 @@ impl Scheduler {
         // Requests in flight count against max_pages before they finish, so the limit is exact.
         if !self.budget_left() {
             return Ok((false, None));
+        }
+        // Back-pressure: while the sink is behind (a slow or unreachable database), pages in
+        // flight finish but no new one starts, so memory stays bounded.
+        let backlog = self.sink.backlog();
+        if backlog >= self.cfg.output.sql.max_backlog_items {
+            if !self.paused {
+                self.paused = true;
+                tracing::info!(
+                    output = %self.sink.describe(),
+                    "fetching paused: {backlog} items wait for the output"
+                );
+            }
+            return Ok((true, None));
+        }
+        if self.paused {
+            self.paused = false;
+            tracing::info!("fetching resumed: the output caught up");
         }
         while let Some(host) = self.hosts.pop() {
             if !self.budget_left() || !self.politeness.global_slot_free() {
@@ -295,8 +350,7 @@ impl Scheduler {
         counted_page: bool,
         aliases: &[Fingerprint],
     ) -> Result<()> {
-        let token = self.sink.commit_token();
-        let mut done = Completion::new(outcome, &token).aliases(aliases);
+        let mut done = Completion::new(outcome, &self.token).aliases(aliases);
         done.counted_page = counted_page;
         self.frontier.complete(lease, done)?;
         Ok(())
@@ -349,7 +403,7 @@ impl Scheduler {
         // Items first: once they are fsynced, the frontier can forget how to undo the pages
         // completed since the last checkpoint.
         self.sink.sync()?;
-        self.frontier.checkpoint(&self.sink.commit_token())
+        self.frontier.checkpoint(&self.token)
     }
 
     /// Records a finished lease: politeness feedback, counters, then the commit itself.
@@ -377,7 +431,10 @@ impl Scheduler {
             self.timeouts.remove(&host);
         }
         let result = self.commit_work(&lease, work);
-        self.release_claims(&lease.fp);
+        // A page waiting for the sink keeps its claims until it is committed (`settle`).
+        if !self.pending.back().is_some_and(|p| p.lease.fp == lease.fp) {
+            self.release_claims(&lease.fp);
+        }
         // One of its requests finished: a parked host may start again.
         if self.frontier.has_work(&host) {
             self.hosts.wake(&host);
@@ -418,8 +475,7 @@ impl Scheduler {
                     self.summary.files_new += 1;
                 }
                 let items: Vec<Item> = item.into_iter().collect();
-                self.sink.write_page(&items)?;
-                self.complete_with(lease, Outcome::Done, false, &aliases)
+                self.write(&items, lease, aliases, None)
             }
             Work::Page {
                 resp,
@@ -465,13 +521,74 @@ impl Scheduler {
                 for s in skips {
                     self.skip(s, 1);
                 }
-                self.sink.write_page(&items)?;
-                self.complete_page(lease, &aliases, accepted.urls)?;
-                // Only now is every one of those URLs in the frontier (added or already there).
-                self.links.remember(accepted.raw);
-                Ok(())
+                let page = PendingPage {
+                    links: accepted.urls,
+                    raw: accepted.raw,
+                };
+                self.write(&items, lease, aliases, Some(page))
             }
         }
+    }
+
+    /// Hands a page's items to the sink; the page is committed once they are durable.
+    fn write(
+        &mut self,
+        items: &[Item],
+        lease: &Lease,
+        aliases: Vec<Fingerprint>,
+        page: Option<PendingPage>,
+    ) -> Result<()> {
+        let ticket = self.sink.write_page(items)?;
+        if page.is_some() {
+            self.pending_pages += 1;
+            *self
+                .pending_hosts
+                .entry(lease.record.host.clone())
+                .or_default() += 1;
+        }
+        self.pending.push_back(Pending {
+            ticket,
+            token: self.sink.commit_token(),
+            lease: lease.clone(),
+            aliases,
+            page,
+        });
+        self.settle()
+    }
+
+    /// Commits, in write order, every waiting page whose items the sink now holds durably.
+    fn settle(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let durable = self.sink.durable()?;
+        while self.pending.front().is_some_and(|p| p.ticket <= durable) {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.token = p.token;
+            let host = p.lease.record.host.as_str();
+            match p.page {
+                Some(page) => {
+                    self.pending_pages = self.pending_pages.saturating_sub(1);
+                    if let Some(n) = self.pending_hosts.get_mut(host) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.pending_hosts.remove(host);
+                        }
+                    }
+                    self.complete_page(&p.lease, &p.aliases, page.links)?;
+                    // Only now is every one of those URLs in the frontier (added or already there).
+                    self.links.remember(page.raw);
+                }
+                None => self.complete_with(&p.lease, Outcome::Done, false, &p.aliases)?,
+            }
+            self.release_claims(&p.lease.fp);
+            if self.frontier.has_work(host) {
+                self.hosts.wake(host);
+            }
+        }
+        Ok(())
     }
 
     /// Commits a parsed page with its links; the query-variant rule is asked only about URLs
@@ -482,7 +599,6 @@ impl Scheduler {
         aliases: &[Fingerprint],
         links: Vec<NewUrl>,
     ) -> Result<()> {
-        let token = self.sink.commit_token();
         let (query_variants, skipped) = (&mut self.query_variants, &mut self.summary.skipped);
         let mut admit = |n: &NewUrl| match query_variants.admit_str(&n.record.url) {
             Ok(()) => true,
@@ -491,7 +607,7 @@ impl Scheduler {
                 false
             }
         };
-        let done = Completion::new(Outcome::Done, &token)
+        let done = Completion::new(Outcome::Done, &self.token)
             .page()
             .aliases(aliases)
             .links(links);

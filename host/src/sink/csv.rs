@@ -11,9 +11,8 @@
 //! after the last commit is removed). It owns the CSV layout only; it must not decide what
 //! an item contains.
 
-use super::{Item, Sink, Token, cut_to_committed, open_for_resume};
+use super::{Item, Ordered, Sink, Token, cut_to_committed, open_for_resume};
 use anyhow::{Context as _, Result, bail};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -324,31 +323,8 @@ fn cell(v: &RawValue) -> String {
     }
 }
 
-/// A JSON object's members in the order written (a `serde_json::Map` would sort them).
-struct Ordered<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Ordered<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Ordered<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
-                    out.push((k, v));
-                }
-                Ok(Ordered(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 impl Sink for CsvSink {
-    fn write_page(&mut self, items: &[Item]) -> Result<()> {
+    fn write_page(&mut self, items: &[Item]) -> Result<u64> {
         // Encode everything first, then write: a page's rows reach the files together.
         let mut pending: Vec<(String, Vec<u8>, u64)> = Vec::new();
         let mut created: Vec<(String, KindFile)> = Vec::new();
@@ -391,7 +367,7 @@ impl Sink for CsvSink {
             f.items += n;
             self.items += n;
         }
-        Ok(())
+        Ok(0)
     }
 
     fn commit_token(&self) -> Vec<u8> {
