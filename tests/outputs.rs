@@ -5,7 +5,9 @@
 //! private PostgreSQL (`sandcrawl_e2e::db::PrivatePg`).
 
 use sandcrawl_e2e::db::{Engine, PrivatePg, TempDb, free_port, wait_until};
-use sandcrawl_e2e::{Server, demo_site, plugin, read_items, run_bin, summary, tempdir, wait_bounded};
+use sandcrawl_e2e::{
+    Server, demo_site, plugin, read_items, run_bin, summary, tempdir, wait_bounded,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -67,7 +69,12 @@ fn jsonl(path: &Path) -> BTreeMap<String, (String, serde_json::Value)> {
             )
         })
         .collect();
-    assert_eq!(map.len(), items.len(), "duplicate ids in {}", path.display());
+    assert_eq!(
+        map.len(),
+        items.len(),
+        "duplicate ids in {}",
+        path.display()
+    );
     map
 }
 
@@ -127,14 +134,19 @@ fn one_crawl_writes_every_item_once_to_a_file_postgres_and_mariadb() {
         // The same items: ids, kinds and field values (JSONB orders keys its own way, so
         // compare values, not text).
         assert_eq!(got, want, "{:?}", db.engine);
-        let by_plugin = db.count("SELECT count(*) FROM sandcrawl_items WHERE plugin_name = 'quotes'");
+        let by_plugin =
+            db.count("SELECT count(*) FROM sandcrawl_items WHERE plugin_name = 'quotes'");
         assert_eq!(by_plugin, 31, "{:?}", db.engine);
-        let dated = db.count("SELECT count(*) FROM sandcrawl_items WHERE fetched_at > '2020-01-01'");
+        let dated =
+            db.count("SELECT count(*) FROM sandcrawl_items WHERE fetched_at > '2020-01-01'");
         assert_eq!(dated as usize, want.len(), "{:?}", db.engine);
     }
     let s = summary(&st);
     let shown = s["output"].as_str().unwrap_or_default();
-    assert!(shown.contains(&p) && shown.contains(&m) && shown.contains(&f), "{shown}");
+    assert!(
+        shown.contains(&p) && shown.contains(&m) && shown.contains(&f),
+        "{shown}"
+    );
     assert_eq!(s["items"], want.len());
 
     // Running again on the finished crawl writes nothing anywhere.
@@ -182,7 +194,11 @@ fn kill_9_with_database_outputs_loses_and_duplicates_nothing() {
     assert!(kills >= 1, "the crawl finished before any kill");
     for db in [&pg, &my] {
         let (n, distinct) = counts(db, "sandcrawl_items");
-        assert_eq!(n, distinct, "{:?}: duplicates after {kills} kills", db.engine);
+        assert_eq!(
+            n, distinct,
+            "{:?}: duplicates after {kills} kills",
+            db.engine
+        );
         let got: BTreeSet<String> = rows(db).into_keys().collect();
         assert_eq!(got, want, "{:?} after {kills} kills", db.engine);
     }
@@ -227,9 +243,19 @@ fn per_kind_tables_get_typed_columns_new_fields_and_counted_clashes() {
     for db in [&pg, &my] {
         for kind in ["quote", "product", "file"] {
             let (n, distinct) = counts(db, &format!("t_{kind}"));
-            assert_eq!((n, distinct), (per_kind(kind), per_kind(kind)), "{:?} {kind}", db.engine);
+            assert_eq!(
+                (n, distinct),
+                (per_kind(kind), per_kind(kind)),
+                "{:?} {kind}",
+                db.engine
+            );
         }
-        assert_eq!(counts(db, "t_author").0, 0, "{:?}: authors clash", db.engine);
+        assert_eq!(
+            counts(db, "t_author").0,
+            0,
+            "{:?}: authors clash",
+            db.engine
+        );
         let schema_filter = match db.engine {
             Engine::Postgres => "table_schema = current_schema()",
             Engine::Mariadb => "table_schema = DATABASE()",
@@ -250,8 +276,16 @@ fn per_kind_tables_get_typed_columns_new_fields_and_counted_clashes() {
         assert_eq!(
             names[..10],
             [
-                "id", "url", "fetched_at", "plugin_name", "plugin_version", "plugin_sha256",
-                "title", "price", "currency", "availability"
+                "id",
+                "url",
+                "fetched_at",
+                "plugin_name",
+                "plugin_version",
+                "plugin_sha256",
+                "title",
+                "price",
+                "currency",
+                "availability"
             ],
             "{:?}",
             db.engine
@@ -288,8 +322,16 @@ fn per_kind_tables_get_typed_columns_new_fields_and_counted_clashes() {
 
     let s = summary(&st);
     let rejected = &s["output_rejected"];
-    assert_eq!(rejected[format!("sql_type_clash in {p}")], per_kind("author"), "{s}");
-    assert_eq!(rejected[format!("sql_type_clash in {m}")], per_kind("author"), "{s}");
+    assert_eq!(
+        rejected[format!("sql_type_clash in {p}")],
+        per_kind("author"),
+        "{s}"
+    );
+    assert_eq!(
+        rejected[format!("sql_type_clash in {m}")],
+        per_kind("author"),
+        "{s}"
+    );
     // One line per output says which field clashed and how to fix it.
     let clash_lines = err.lines().filter(|l| l.contains("field \"born\"")).count();
     assert_eq!(clash_lines, 2, "{err}");
@@ -335,11 +377,20 @@ fn bad_database_outputs_are_refused_before_anything_is_fetched() {
             format!("mysql://root@127.0.0.1:3306/sc_no_such_db_{tag}"),
             "create the database",
         ),
-        (my.url_as(&my_ro, Some("wrongpw")), "check the user and password"),
-        (my.url_as(&my_ro, Some("rightpw")), "grant it CREATE and INSERT"),
+        (
+            my.url_as(&my_ro, Some("wrongpw")),
+            "check the user and password",
+        ),
+        (
+            my.url_as(&my_ro, Some("rightpw")),
+            "grant it CREATE and INSERT",
+        ),
         (other.url(), "does not fit sandcrawl's items"),
         ("redis://127.0.0.1:6379/0".into(), "unknown scheme"),
-        ("postgres://postgres@127.0.0.1:5432".into(), "no database name"),
+        (
+            "postgres://postgres@127.0.0.1:5432".into(),
+            "no database name",
+        ),
     ];
     for (url, fix) in &cases {
         let st = tempdir("out-bad").join("state");
@@ -348,7 +399,10 @@ fn bad_database_outputs_are_refused_before_anything_is_fetched() {
         let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
         assert_eq!(lines.len(), 1, "{url}: {err}");
         assert!(lines[0].contains(fix), "{url}: {err}");
-        assert!(!err.contains("wrongpw") && !err.contains(":pw@"), "password shown: {err}");
+        assert!(
+            !err.contains("wrongpw") && !err.contains(":pw@"),
+            "password shown: {err}"
+        );
         assert!(!st.exists(), "{url}: the state directory was created");
     }
     assert_eq!(site.paths().len(), 0, "a bad output let the crawl fetch");
@@ -416,7 +470,8 @@ fn database_outage_pauses_fetching_and_loses_nothing() {
     );
     assert!(matches!(child.try_wait(), Ok(None)), "the crawl gave up");
     pg.start_server();
-    let status = wait_bounded(&mut child, LIMIT).expect("the crawl finishes once the server is back");
+    let status =
+        wait_bounded(&mut child, LIMIT).expect("the crawl finishes once the server is back");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{text}");
     assert_eq!(text.matches("database unreachable").count(), 1, "{text}");

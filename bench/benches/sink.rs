@@ -64,7 +64,18 @@ fn client(url: &str, sql: &str) {
     let port = u.port().unwrap_or(0).to_string();
     let status = if url.starts_with("postgres") {
         std::process::Command::new("psql")
-            .args(["-h", &host, "-p", &port, "-U", u.username(), "-d", &db, "-qc", sql])
+            .args([
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                u.username(),
+                "-d",
+                &db,
+                "-qc",
+                sql,
+            ])
             .status()
     } else {
         std::process::Command::new("mariadb")
@@ -100,7 +111,8 @@ async fn main() {
     for (name, url) in [
         (
             "postgresql",
-            std::env::var("SINK_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            std::env::var("SINK_PG")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
         ),
         (
             "mariadb",

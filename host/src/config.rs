@@ -38,6 +38,8 @@ pub struct CrawlConfig {
     pub format: Format,
     /// Where `download` links are saved. Default: STATE/files.
     pub files_dir: Option<PathBuf>,
+    /// Downloads' own bounds (`[files]`).
+    pub files: crate::fetch::DownloadConfig,
     /// Follow `<a href>` links on pages no plugin claims.
     pub follow_unclaimed: bool,
     /// Links the built-in follower queues from one page; the rest are counted as skipped.
@@ -81,6 +83,7 @@ impl Default for CrawlConfig {
             output: OutputConfig::default(),
             format: Format::Jsonl,
             files_dir: None,
+            files: crate::fetch::DownloadConfig::default(),
             follow_unclaimed: true,
             follow_max_links: 10_000,
             progress: true,
@@ -329,6 +332,9 @@ impl CrawlConfig {
                 "sitemaps_since (--since) filters sitemap entries; add --sitemaps (seeds_from_sitemaps = true) or drop it"
             );
         }
+        if self.files.max_bytes == 0 || self.files.read_timeout_ms == 0 {
+            bail!("files.max_bytes and files.read_timeout_ms must be above 0");
+        }
         if self.fetch.max_redirects > 100 {
             bail!("fetch.max_redirects must be at most 100");
         }
@@ -337,10 +343,7 @@ impl CrawlConfig {
         let mut keys: Vec<String> = targets.iter().map(crate::sink::Target::key).collect();
         keys.sort();
         if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
-            bail!(
-                "output {} is named twice; give each --out once",
-                w[0]
-            );
+            bail!("output {} is named twice; give each --out once", w[0]);
         }
         Ok(())
     }
@@ -452,6 +455,41 @@ mod tests {
         assert_eq!(cfg.politeness.per_host, 2);
         assert_eq!(cfg.seeds, ["http://a/"]);
         assert!(cfg.plugins["products"].config.is_some());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `output` is a string, a list or a table, and `--out` / `--set output.sql.…` merge into
+    /// whichever the file used.
+    #[test]
+    fn output_is_a_string_a_list_or_a_table() {
+        let dir = std::env::temp_dir().join(format!("sandcrawl-out-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("crawl.toml");
+        std::fs::write(&f, "output = \"a.jsonl\"\n").unwrap();
+        let kinds = (
+            "output.sql.per_kind_tables".to_owned(),
+            toml::Value::Boolean(true),
+        );
+        let cfg = CrawlConfig::load(Some(&f), std::slice::from_ref(&kinds)).unwrap();
+        assert_eq!(cfg.output.to, ["a.jsonl"]);
+        assert!(cfg.output.sql.per_kind_tables);
+        let outs = toml::Value::Array(vec![
+            toml::Value::String("x.jsonl".into()),
+            toml::Value::String("postgres://u:pw@127.0.0.1/db".into()),
+        ]);
+        let cfg = CrawlConfig::load(Some(&f), &[("output.to".into(), outs.clone())]).unwrap();
+        let targets = cfg.output_targets().unwrap();
+        assert_eq!(targets.len(), 2);
+        assert!(matches!(&targets[1], crate::sink::Target::Sql(u) if u.shown.contains("***")));
+        std::fs::write(&f, "[output]\nto = [\"a\", \"a\"]\n").unwrap();
+        let e = CrawlConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("named twice"), "{e}");
+        std::fs::write(&f, "output = \"sqlite://x.db\"\n").unwrap();
+        let e = CrawlConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown scheme"), "{e}");
+        std::fs::write(&f, "[output.sql]\ntable = \"x;drop\"\n").unwrap();
+        let e = CrawlConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("output.sql.table"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

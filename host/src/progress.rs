@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Progress {
     bar: Option<ProgressBar>,
     interval: Duration,
-    last: Mutex<Instant>,
+    /// When the last line was shown, and the download bytes then (for the rate).
+    last: Mutex<(Instant, u64)>,
 }
 
 impl Progress {
@@ -28,11 +29,19 @@ impl Progress {
         Progress {
             bar,
             interval,
-            last: Mutex::new(Instant::now()),
+            last: Mutex::new((Instant::now(), 0)),
         }
     }
 
-    pub fn tick(&self, c: &Counters, items: u64, s: &Summary, started: Instant) {
+    /// `download_bytes`: bytes of downloads written so far, finished or not.
+    pub fn tick(
+        &self,
+        c: &Counters,
+        items: u64,
+        s: &Summary,
+        started: Instant,
+        download_bytes: u64,
+    ) {
         let mut last = match self.last.lock() {
             Ok(l) => l,
             Err(p) => p.into_inner(),
@@ -42,19 +51,24 @@ impl Progress {
         } else {
             self.interval
         };
-        if last.elapsed() < every {
+        if last.0.elapsed() < every {
             return;
         }
-        *last = Instant::now();
+        let rate = download_bytes.saturating_sub(last.1) as f64
+            / last.0.elapsed().as_secs_f64().max(0.001)
+            / 1e6;
+        *last = (Instant::now(), download_bytes);
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let errors: u64 = s.errors.values().sum();
         let msg = format!(
-            "pages {} ({:.0}/s) | queued {} | items {} | downloads {} | errors {} | retries {}",
+            "pages {} ({:.0}/s) | queued {} | items {} | downloads {} ({:.1} MB, {:.1} MB/s) | errors {} | retries {}",
             s.pages,
             s.pages as f64 / secs,
             c.queued,
             items,
             s.downloads,
+            download_bytes as f64 / 1e6,
+            rate,
             errors,
             s.retries
         );

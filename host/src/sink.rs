@@ -123,10 +123,15 @@ impl Prepared {
             .iter()
             .map(|t| {
                 let tok = match t {
-                    Target::Stdout | Target::File { format: Format::Jsonl, .. } => {
-                        serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default()
-                    }
-                    Target::File { format: Format::Csv, .. } => b"{\"csv\":{}}".to_vec(),
+                    Target::Stdout
+                    | Target::File {
+                        format: Format::Jsonl,
+                        ..
+                    } => serde_json::to_vec(&Token { len: 0, items: 0 }).unwrap_or_default(),
+                    Target::File {
+                        format: Format::Csv,
+                        ..
+                    } => b"{\"csv\":{}}".to_vec(),
                     Target::Sql(_) => sql::SqlSink::initial_token(),
                 };
                 (t.key(), tok)
@@ -163,12 +168,20 @@ impl Prepared {
         for ((t, part), db) in self.targets.iter().zip(parts).zip(self.sql) {
             let s: Box<dyn Sink> = match (t, db) {
                 (Target::Stdout, _) => Box::new(FileSink::open(Path::new("-"), None)?),
-                (Target::File { path, format: Format::Jsonl }, _) => {
-                    Box::new(FileSink::open(path, part.as_deref())?)
-                }
-                (Target::File { path, format: Format::Csv }, _) => {
-                    Box::new(CsvSink::open(path, part.as_deref())?)
-                }
+                (
+                    Target::File {
+                        path,
+                        format: Format::Jsonl,
+                    },
+                    _,
+                ) => Box::new(FileSink::open(path, part.as_deref())?),
+                (
+                    Target::File {
+                        path,
+                        format: Format::Csv,
+                    },
+                    _,
+                ) => Box::new(CsvSink::open(path, part.as_deref())?),
                 (Target::Sql(_), Some(mut db)) => {
                     db.resume(part.as_deref())?;
                     Box::new(db)
@@ -380,14 +393,64 @@ pub struct Stored {
 }
 
 /// Content-addressed storage: `ab/abcdef….ext`. Writing the same content twice is a no-op,
-/// so a download repeated after a crash cannot duplicate anything.
+/// so a download repeated after a crash cannot duplicate anything. Downloads stream into
+/// `.partial/` first (`fetch::download`) and are adopted here once complete.
 pub struct FilesStore {
     dir: PathBuf,
+    cfg: crate::fetch::DownloadConfig,
 }
 
 impl FilesStore {
-    pub fn new(dir: PathBuf) -> Self {
-        FilesStore { dir }
+    pub fn new(dir: PathBuf, cfg: crate::fetch::DownloadConfig) -> Self {
+        FilesStore { dir, cfg }
+    }
+
+    /// Where the download of the URL with fingerprint `fp` streams to: one partial file per
+    /// URL, so an interrupted download is found again on retry, also after a restart.
+    pub fn download_to(&self, fp: &[u8]) -> crate::fetch::DownloadTo {
+        crate::fetch::DownloadTo {
+            partial: self.dir.join(".partial").join(hex::encode(fp)),
+            max_bytes: self.cfg.max_bytes,
+            read_timeout: std::time::Duration::from_millis(self.cfg.read_timeout_ms.max(1)),
+        }
+    }
+
+    /// The whole-download deadline, if any.
+    pub fn total_timeout(&self) -> Option<std::time::Duration> {
+        (self.cfg.total_timeout_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.cfg.total_timeout_ms))
+    }
+
+    /// Moves a finished download into its content-addressed place (a hard link, then the
+    /// partial file and its resume record go).
+    pub fn adopt(
+        &self,
+        body: &crate::fetch::FileBody,
+        url: &url::Url,
+        content_type: Option<&str>,
+    ) -> Result<Stored> {
+        let ext = extension(url, content_type);
+        let sha = body.sha256.clone();
+        let rel = format!("{}/{sha}{ext}", &sha[..2.min(sha.len())]);
+        let path = self.dir.join(&rel);
+        let parent = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create files folder {}", parent.display()))?;
+        let new = match std::fs::hard_link(&body.path, &path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e).with_context(|| format!("storing {}", path.display())),
+        };
+        let _ = std::fs::remove_file(&body.path);
+        let mut record = body.path.clone().into_os_string();
+        record.push(".resume");
+        let _ = std::fs::remove_file(record);
+        Ok(Stored {
+            sha256: sha,
+            path: rel,
+            size: body.size,
+            new,
+        })
     }
 
     pub fn save(&self, bytes: &[u8], url: &url::Url, content_type: Option<&str>) -> Result<Stored> {
@@ -509,7 +572,7 @@ mod tests {
     #[test]
     fn files_are_content_addressed() {
         let dir = std::env::temp_dir().join(format!("sandcrawl-files-{}", rand::random::<u64>()));
-        let store = FilesStore::new(dir.clone());
+        let store = FilesStore::new(dir.clone(), Default::default());
         let u = url::Url::parse("http://e/a/pic.JPG?x=1").unwrap();
         let a = store.save(b"same", &u, None).unwrap();
         let b = store

@@ -88,15 +88,29 @@ impl TempDb {
                     .socket
                     .as_ref()
                     .map_or("127.0.0.1".to_owned(), |s| s.display().to_string());
-                c.args(["-h", &host, "-p", &self.port.to_string(), "-U", &self.superuser])
-                    .args(["-v", "ON_ERROR_STOP=1", "-tAq", "-F", "\t", "-c", sql])
-                    .args(["-d", db.unwrap_or("postgres")]);
+                c.args([
+                    "-h",
+                    &host,
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    &self.superuser,
+                ])
+                .args(["-v", "ON_ERROR_STOP=1", "-tAq", "-F", "\t", "-c", sql])
+                .args(["-d", db.unwrap_or("postgres")]);
                 c
             }
             Engine::Mariadb => {
                 let mut c = Command::new("mariadb");
-                c.args(["-h", "127.0.0.1", "-P", &self.port.to_string(), "-u", "root"])
-                    .args(["-N", "-B", "-e", sql]);
+                c.args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &self.port.to_string(),
+                    "-u",
+                    "root",
+                ])
+                .args(["-N", "-B", "-e", sql]);
                 if let Some(d) = db {
                     c.arg(d);
                 }
@@ -162,7 +176,15 @@ impl PrivatePg {
         std::fs::create_dir_all(&dir).expect("pg dir");
         let password = "s3cret-pw".to_owned();
         std::fs::write(dir.join("pw"), &password).expect("pw file");
-        as_postgres(&["chown", "-R", "postgres:postgres", &dir.display().to_string()], true);
+        as_postgres(
+            &[
+                "chown",
+                "-R",
+                "postgres:postgres",
+                &dir.display().to_string(),
+            ],
+            true,
+        );
         let data = dir.join("data").display().to_string();
         let pwfile = dir.join("pw").display().to_string();
         as_postgres(

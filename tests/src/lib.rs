@@ -384,7 +384,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Waits for `child` at most `limit`; `None` if it is still running.
-pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if let Ok(Some(st)) = child.try_wait() {

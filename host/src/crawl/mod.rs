@@ -167,7 +167,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         roster: Arc::clone(&roster),
         robots: RobotsCache::default(),
         scope,
-        files: FilesStore::new(cfg.files_path()),
+        files: FilesStore::new(cfg.files_path(), cfg.files.clone()),
         normalize: cfg.normalize.clone(),
         respect_robots: cfg.politeness.respect_robots,
         follow_unclaimed: cfg.follow_unclaimed,

@@ -56,7 +56,7 @@ pub enum FailureKind {
     RobotsUnreachable { timed_out: bool },
     /// The host kept timing out (`politeness.host_max_timeouts`).
     HostGaveUp,
-    /// A download over `fetch.max_body_bytes`.
+    /// A download over `files.max_bytes`.
     DownloadTooLarge,
     /// A download could not be stored.
     DownloadStore,

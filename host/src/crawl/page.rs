@@ -90,17 +90,16 @@ pub(super) fn download(
     resp: Response,
     aliases: Vec<Fingerprint>,
 ) -> Work {
-    if resp.truncated {
-        return Work::Failed {
-            kind: FailureKind::DownloadTooLarge,
-            cause: format!("body over fetch.max_body_bytes ({} bytes)", resp.body.len()),
-            status: Some(resp.status),
-        };
-    }
-    let stored = match shared
-        .files
-        .save(&resp.body, &resp.final_url, resp.header("content-type"))
-    {
+    let stored = match &resp.file {
+        Some(body) => shared
+            .files
+            .adopt(body, &resp.final_url, resp.header("content-type")),
+        // A body the fetcher kept in memory (a 2xx is always streamed; this is the rest).
+        None => shared
+            .files
+            .save(&resp.body, &resp.final_url, resp.header("content-type")),
+    };
+    let stored = match stored {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(url = %resp.final_url, "cannot store download: {e:#}");

@@ -157,6 +157,7 @@ impl Scheduler {
                 self.sink.items_written(),
                 &self.summary,
                 self.started,
+                self.shared.fetcher.download_bytes(),
             );
             let sleep_for = next_wake
                 .map(|w| w.saturating_duration_since(Instant::now()))
@@ -224,12 +225,9 @@ impl Scheduler {
     }
 
     fn budget_left(&self) -> bool {
-        self.cfg
-            .scope
-            .max_pages
-            .is_none_or(|m| {
-                self.frontier.counters().pages + (self.in_flight as u64) + self.pending_pages < m
-            })
+        self.cfg.scope.max_pages.is_none_or(|m| {
+            self.frontier.counters().pages + (self.in_flight as u64) + self.pending_pages < m
+        })
     }
 
     fn under_host_cap(&self, host: &str) -> bool {
@@ -432,7 +430,7 @@ impl Scheduler {
         }
         let result = self.commit_work(&lease, work);
         // A page waiting for the sink keeps its claims until it is committed (`settle`).
-        if !self.pending.back().is_some_and(|p| p.lease.fp == lease.fp) {
+        if self.pending.back().is_none_or(|p| p.lease.fp != lease.fp) {
             self.release_claims(&lease.fp);
         }
         // One of its requests finished: a parked host may start again.

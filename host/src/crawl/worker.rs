@@ -170,41 +170,62 @@ async fn fetch_and_parse(shared: &Arc<Shared>, lease: &Lease, url: Url) -> Work 
     let hop_shared = Arc::clone(shared);
     let hop_log = Arc::clone(&hops);
     let lease_fp = lease.fp;
-    let result = shared
-        .fetcher
-        .fetch_request(&url, lease.record.request.as_ref(), move |hop: Url| {
-            let s = Arc::clone(&hop_shared);
-            let log = Arc::clone(&hop_log);
-            async move {
-                s.scope
-                    .check_url(&hop)
-                    .map_err(|why| format!("{hop} is out of scope ({})", why.as_str()))?;
-                if s.respect_robots && !s.robots.get(&s.fetcher, &hop).await.allowed(&hop) {
-                    return Err(format!("robots.txt disallows {hop}"));
-                }
-                // Dedup applies to every hop's target: a URL the crawl already has is not
-                // fetched again through an alias.
-                let target = s.normalize.fingerprint(&hop);
-                let (reply, answer) = oneshot::channel();
-                let asked = s.claims.send(Claim {
-                    lease: lease_fp,
-                    target,
-                    reply,
-                });
-                let fresh = asked.is_ok() && answer.await.unwrap_or(false);
-                let mut log = match log.lock() {
-                    Ok(l) => l,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                if !fresh {
-                    log.duplicate = Some(hop.clone());
-                    return Err(format!("{hop} is already known to the crawl"));
-                }
-                log.claimed.push(target);
-                Ok(())
+    let allow_hop = move |hop: Url| {
+        let s = Arc::clone(&hop_shared);
+        let log = Arc::clone(&hop_log);
+        async move {
+            s.scope
+                .check_url(&hop)
+                .map_err(|why| format!("{hop} is out of scope ({})", why.as_str()))?;
+            if s.respect_robots && !s.robots.get(&s.fetcher, &hop).await.allowed(&hop) {
+                return Err(format!("robots.txt disallows {hop}"));
             }
-        })
-        .await;
+            // Dedup applies to every hop's target: a URL the crawl already has is not
+            // fetched again through an alias.
+            let target = s.normalize.fingerprint(&hop);
+            let (reply, answer) = oneshot::channel();
+            let asked = s.claims.send(Claim {
+                lease: lease_fp,
+                target,
+                reply,
+            });
+            let fresh = asked.is_ok() && answer.await.unwrap_or(false);
+            let mut log = match log.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !fresh {
+                log.duplicate = Some(hop.clone());
+                return Err(format!("{hop} is already known to the crawl"));
+            }
+            log.claimed.push(target);
+            Ok(())
+        }
+    };
+    let spec = lease.record.request.as_ref();
+    let result = match lease.record.kind {
+        // A download streams to disk under its own bounds (`[files]`), resuming an earlier
+        // attempt's part when the server allows.
+        UrlKind::Download => {
+            let to = shared.files.download_to(&lease.fp);
+            let total = shared.files.total_timeout();
+            match shared
+                .fetcher
+                .download(&url, spec, &to, total, allow_hop)
+                .await
+            {
+                Err(crate::fetch::FetchError::TooLarge(limit)) => {
+                    return Work::Failed {
+                        kind: FailureKind::DownloadTooLarge,
+                        cause: format!("over files.max_bytes ({limit} bytes)"),
+                        status: None,
+                    };
+                }
+                other => other,
+            }
+        }
+        UrlKind::Page => shared.fetcher.fetch_request(&url, spec, allow_hop).await,
+    };
     let Hops { claimed, duplicate } = match Arc::try_unwrap(hops) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
         Err(shared_hops) => match shared_hops.lock() {

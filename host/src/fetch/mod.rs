@@ -8,10 +8,12 @@
 
 mod budget;
 mod disposition;
+pub mod download;
 mod request;
 mod resolve;
 pub use budget::{BudgetHold, ByteBudget};
 pub use disposition::{Disposition, Failure, TRUNCATED_HEADER, parse_retry_after};
+pub use download::{DownloadConfig, DownloadTo, FileBody};
 pub use request::{Body, MAX_BODY_BYTES, Method, RequestSpec};
 use resolve::Resolver;
 
@@ -182,6 +184,8 @@ pub struct Response {
     pub http_version: &'static str,
     /// The share of `fetch.max_bytes_in_flight` this body holds, until the response is dropped.
     pub budget: std::sync::Arc<BudgetHold>,
+    /// A download's body, streamed to disk (`body` is then empty).
+    pub file: Option<FileBody>,
 }
 
 impl Response {
@@ -206,6 +210,8 @@ pub struct Fetcher {
     budget: ByteBudget,
     /// Responses received (every redirect hop and robots.txt included).
     responses: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes of downloads written to disk so far (the progress line's download rate).
+    download_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Fetcher {
@@ -292,6 +298,7 @@ impl Fetcher {
             jar,
             budget: ByteBudget::new(cfg.max_bytes_in_flight),
             responses: Default::default(),
+            download_bytes: Default::default(),
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
@@ -305,6 +312,38 @@ impl Fetcher {
     /// and every robots.txt included.
     pub fn responses(&self) -> u64 {
         self.responses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Download bytes written to disk so far by this fetcher and its clones.
+    pub fn download_bytes(&self) -> u64 {
+        self.download_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A `download` link: like [`Fetcher::fetch_request`], but a 2xx body streams to
+    /// `to.partial` (see `download.rs`), continuing an interrupted attempt with `Range` when
+    /// the server allows, under the download's own size and time bounds.
+    pub async fn download<F, Fut>(
+        &self,
+        url: &Url,
+        spec: Option<&RequestSpec>,
+        to: &DownloadTo,
+        total: Option<Duration>,
+        allow_hop: F,
+    ) -> Result<Response, FetchError>
+    where
+        F: FnMut(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let work = self.fetch_with(url, spec, Some(to), allow_hop);
+        match total {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .unwrap_or(Err(FetchError::Timeout(
+                    "whole download (files.total_timeout_ms)",
+                ))),
+            None => work.await,
+        }
     }
 
     /// Fetches `url` with a plain GET, following redirects. `allow_hop` is asked before
@@ -325,14 +364,34 @@ impl Fetcher {
         &self,
         url: &Url,
         spec: Option<&RequestSpec>,
-        mut allow_hop: F,
+        allow_hop: F,
     ) -> Result<Response, FetchError>
     where
         F: FnMut(Url) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
         let deadline = Duration::from_millis(self.cfg.total_timeout_ms);
+        tokio::time::timeout(deadline, self.fetch_with(url, spec, None, allow_hop))
+            .await
+            .unwrap_or(Err(FetchError::Timeout(
+                "total deadline (fetch.total_timeout_ms)",
+            )))
+    }
+
+    /// The redirect loop, then the body: in memory, or streamed to `to` for a download.
+    async fn fetch_with<F, Fut>(
+        &self,
+        url: &Url,
+        spec: Option<&RequestSpec>,
+        to: Option<&DownloadTo>,
+        mut allow_hop: F,
+    ) -> Result<Response, FetchError>
+    where
+        F: FnMut(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let started = Instant::now();
+        let resume = to.and_then(DownloadTo::resume);
         // Credentials in the URL travel as Basic auth to that URL's origin only: a redirect to
         // another scheme, host or port drops them.
         let origin = url.origin();
@@ -346,8 +405,9 @@ impl Fetcher {
                 let auth = credentials
                     .as_deref()
                     .filter(|_| current.origin() == origin);
-                let (status, headers, location, resp) =
-                    self.request(&current, auth, spec.as_deref()).await?;
+                let (status, headers, location, resp) = self
+                    .request(&current, auth, spec.as_deref(), to.map(|_| resume.as_ref()))
+                    .await?;
                 if let Some(loc) = location.filter(|_| (300..400).contains(&status)) {
                     if !matches!(status, 307 | 308)
                         && let Some(s) = spec.as_mut()
@@ -379,6 +439,33 @@ impl Fetcher {
                     continue;
                 }
                 let mut hold = BudgetHold::default();
+                if let Some(to) = to.filter(|_| (200..300).contains(&status)) {
+                    let version = version_name(resp.version());
+                    let (file, wire_bytes) = download::stream(
+                        resp,
+                        status,
+                        &headers,
+                        to,
+                        resume.as_ref(),
+                        &self.download_bytes,
+                    )
+                    .await?;
+                    return Ok(Response {
+                        final_url: current,
+                        redirects: chain,
+                        status,
+                        method: spec.map_or(Method::Get, |s| s.method),
+                        headers,
+                        body: Bytes::new(),
+                        wire_bytes,
+                        truncated: false,
+                        encoding: "",
+                        elapsed: started.elapsed(),
+                        http_version: version,
+                        budget: std::sync::Arc::new(hold),
+                        file: Some(file),
+                    });
+                }
                 let (body, wire_bytes, truncated, version) =
                     self.read_body(resp, &headers, &mut hold).await?;
                 let encoding = detect_encoding(&headers, &body);
@@ -395,14 +482,11 @@ impl Fetcher {
                     elapsed: started.elapsed(),
                     http_version: version,
                     budget: std::sync::Arc::new(hold),
+                    file: None,
                 });
             }
         };
-        tokio::time::timeout(deadline, work)
-            .await
-            .unwrap_or(Err(FetchError::Timeout(
-                "total deadline (fetch.total_timeout_ms)",
-            )))
+        work.await
     }
 
     #[allow(clippy::type_complexity)]
@@ -411,6 +495,7 @@ impl Fetcher {
         url: &Url,
         auth: Option<&str>,
         spec: Option<&RequestSpec>,
+        download: Option<Option<&download::Resume>>,
     ) -> Result<
         (
             u16,
@@ -440,12 +525,28 @@ impl Fetcher {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(uri.clone())
-            .header(header::USER_AGENT, self.cfg.user_agent.as_str())
-            .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
-            .header(
-                header::ACCEPT,
-                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-            );
+            .header(header::USER_AGENT, self.cfg.user_agent.as_str());
+        req = match download {
+            // A download is asked for as stored (a range of encoded bytes would not resume),
+            // and for the rest only when an earlier attempt left a validated part.
+            Some(resume) => {
+                req = req
+                    .header(header::ACCEPT_ENCODING, "identity")
+                    .header(header::ACCEPT, "*/*");
+                match resume {
+                    Some(r) => req
+                        .header(header::RANGE, format!("bytes={}-", r.have))
+                        .header(header::IF_RANGE, r.validator.as_str()),
+                    None => req,
+                }
+            }
+            None => req
+                .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
+                .header(
+                    header::ACCEPT,
+                    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                ),
+        };
         for (k, v) in self.headers.iter() {
             req = req.header(k, v);
         }
@@ -558,11 +659,7 @@ impl Fetcher {
         headers: &[(String, String)],
         hold: &mut BudgetHold,
     ) -> Result<(Bytes, u64, bool, &'static str), FetchError> {
-        let version = match resp.version() {
-            hyper::Version::HTTP_2 => "HTTP/2",
-            hyper::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
+        let version = version_name(resp.version());
         let coding = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
@@ -796,6 +893,14 @@ impl hyper::rt::Write for ProxiedIo {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+fn version_name(v: hyper::Version) -> &'static str {
+    match v {
+        hyper::Version::HTTP_2 => "HTTP/2",
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
     }
 }
 

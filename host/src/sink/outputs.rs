@@ -63,8 +63,8 @@ impl Outputs {
         }
         let mut outputs = BTreeMap::new();
         for (k, t) in parts {
-            let v = serde_json::from_slice::<serde_json::Value>(t)
-                .unwrap_or(serde_json::Value::Null);
+            let v =
+                serde_json::from_slice::<serde_json::Value>(t).unwrap_or(serde_json::Value::Null);
             outputs.insert(k.clone(), v);
         }
         serde_json::to_vec(&serde_json::json!({ "outputs": outputs })).unwrap_or_default()
@@ -106,7 +106,11 @@ impl Sink for Outputs {
     }
 
     fn backlog(&self) -> usize {
-        self.outs.iter().map(|(_, s)| s.backlog()).max().unwrap_or(0)
+        self.outs
+            .iter()
+            .map(|(_, s)| s.backlog())
+            .max()
+            .unwrap_or(0)
     }
 
     fn commit_token(&self) -> Vec<u8> {

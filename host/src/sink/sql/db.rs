@@ -143,34 +143,30 @@ impl Conn {
     /// writes idempotent depends on it.
     pub(super) async fn id_is_unique(&mut self, table: &str) -> Result<bool, sqlx::Error> {
         let n: i64 = match self {
-            Conn::Pg(c) => {
-                sqlx::query(
-                    "SELECT count(*) FROM pg_index i \
+            Conn::Pg(c) => sqlx::query(
+                "SELECT count(*) FROM pg_index i \
                      JOIN pg_class t ON t.oid = i.indrelid \
                      JOIN pg_namespace n ON n.oid = t.relnamespace \
                      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0] \
                      WHERE n.nspname = current_schema() AND t.relname = $1 \
                      AND i.indisunique AND i.indnkeyatts = 1 AND a.attname = 'id'",
-                )
-                .bind(table)
-                .fetch_one(c)
-                .await?
-                .try_get(0)?
-            }
-            Conn::My(c) => {
-                sqlx::query(
-                    "SELECT CAST(count(*) AS SIGNED) FROM information_schema.statistics s \
+            )
+            .bind(table)
+            .fetch_one(c)
+            .await?
+            .try_get(0)?,
+            Conn::My(c) => sqlx::query(
+                "SELECT CAST(count(*) AS SIGNED) FROM information_schema.statistics s \
                      WHERE s.table_schema = DATABASE() AND s.table_name = ? \
                      AND s.column_name = 'id' AND s.non_unique = 0 AND s.seq_in_index = 1 \
                      AND NOT EXISTS (SELECT 1 FROM information_schema.statistics o \
                        WHERE o.table_schema = s.table_schema AND o.table_name = s.table_name \
                        AND o.index_name = s.index_name AND o.seq_in_index > 1)",
-                )
-                .bind(table)
-                .fetch_one(c)
-                .await?
-                .try_get(0)?
-            }
+            )
+            .bind(table)
+            .fetch_one(c)
+            .await?
+            .try_get(0)?,
         };
         Ok(n > 0)
     }

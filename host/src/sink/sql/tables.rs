@@ -26,6 +26,9 @@ const FIXED: [&str; 6] = [
 /// Longest identifier both servers take (PostgreSQL: 63 bytes, MySQL: 64 characters).
 const MAX_IDENT: usize = 63;
 
+/// An item with its top-level fields in the order written.
+type Parsed<'a> = (&'a Item, Vec<(String, &'a RawValue)>);
+
 /// Per-item problems in one batch, by summary key.
 pub(super) type Rejected = BTreeMap<String, u64>;
 
@@ -118,7 +121,8 @@ impl Tables {
         match cols.iter().find(|c| c.name == "fetched_at") {
             None => problems.push("no column fetched_at".into()),
             Some(c)
-                if !c.data_type.starts_with("timestamp") && !c.data_type.starts_with("datetime") =>
+                if !c.data_type.starts_with("timestamp")
+                    && !c.data_type.starts_with("datetime") =>
             {
                 problems.push(format!("column fetched_at is {}", c.data_type))
             }
@@ -134,7 +138,10 @@ impl Tables {
             "kind",
             "fields",
         ];
-        for c in cols.iter().filter(|c| c.required && !OURS.contains(&c.name.as_str())) {
+        for c in cols
+            .iter()
+            .filter(|c| c.required && !OURS.contains(&c.name.as_str()))
+        {
             problems.push(format!("column {} is NOT NULL without a default", c.name));
         }
         if !id_unique && cols.iter().any(|c| c.name == "id") {
@@ -194,7 +201,7 @@ impl Tables {
         }
         let mut rejected = Rejected::new();
         // Items of one kind, in order, with their fields parsed.
-        let mut by_kind: Vec<(&str, Vec<(&'a Item, Vec<(String, &'a RawValue)>)>)> = Vec::new();
+        let mut by_kind: Vec<(&str, Vec<Parsed<'a>>)> = Vec::new();
         for it in items {
             let fields = match serde_json::from_str::<Ordered<'a>>(it.fields.get()) {
                 Ok(f) => f.0,
@@ -241,20 +248,18 @@ impl Tables {
                 Some(Ok(t)) => {
                     for (name, fc) in added {
                         if !t.columns.iter().any(|(c, _)| *c == fc.column) {
-                            let sql = match d {
-                                Dialect::Postgres => format!(
-                                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {} NULL",
-                                    t.table,
-                                    quote(d, &fc.column),
-                                    type_name(d, fc.ty)
-                                ),
-                                Dialect::Mysql => format!(
-                                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {} NULL",
-                                    t.table,
-                                    quote(d, &fc.column),
-                                    type_name(d, fc.ty)
-                                ),
+                            // MySQL 8 has no ADD COLUMN IF NOT EXISTS (MariaDB has); the
+                            // table's columns were read when it was opened, so it is not needed.
+                            let guard = match d {
+                                Dialect::Postgres => "IF NOT EXISTS ",
+                                Dialect::Mysql => "",
                             };
+                            let sql = format!(
+                                "ALTER TABLE {} ADD COLUMN {guard}{} {} NULL",
+                                t.table,
+                                quote(d, &fc.column),
+                                type_name(d, fc.ty)
+                            );
                             conn.execute(&sql).await?;
                             t.columns.push((fc.column.clone(), fc.ty));
                         }
@@ -262,8 +267,7 @@ impl Tables {
                     }
                 }
                 Some(Err(Refused(why))) => {
-                    *rejected.entry("sql_table_refused".into()).or_default() +=
-                        group.len() as u64;
+                    *rejected.entry("sql_table_refused".into()).or_default() += group.len() as u64;
                     if self.warned.insert((kind.to_owned(), String::new())) {
                         tracing::error!(output = %self.shown_url, kind, "{why}");
                     }
@@ -319,7 +323,11 @@ impl Tables {
     }
 
     fn configured(&self, kind: &str, field: &str) -> Option<SqlType> {
-        self.cfg.columns.get(kind).and_then(|c| c.get(field)).copied()
+        self.cfg
+            .columns
+            .get(kind)
+            .and_then(|c| c.get(field))
+            .copied()
     }
 
     /// Finds or creates the table of `kind`; a table that exists is read, not altered.
@@ -393,7 +401,10 @@ impl Tables {
             problems.push("id is not its primary key".into());
         }
         let mut columns = Vec::new();
-        for c in existing.iter().filter(|c| !FIXED.contains(&c.name.as_str())) {
+        for c in existing
+            .iter()
+            .filter(|c| !FIXED.contains(&c.name.as_str()))
+        {
             match type_from_server(d, &c.data_type) {
                 Some(t) if !c.required => columns.push((c.name.clone(), t)),
                 Some(_) => problems.push(format!("column {} is NOT NULL", c.name)),
@@ -574,11 +585,17 @@ mod tests {
         assert_eq!(cell(&raw("3.5"), SqlType::Bigint), Err("a number"));
         assert_eq!(cell(&raw("\"x\""), SqlType::Bigint), Err("a string"));
         assert_eq!(cell(&raw("null"), SqlType::Bigint), Ok(Cell::Null));
-        assert_eq!(cell(&raw("{\"a\":1}"), SqlType::Json), Ok(Cell::Json("{\"a\":1}")));
+        assert_eq!(
+            cell(&raw("{\"a\":1}"), SqlType::Json),
+            Ok(Cell::Json("{\"a\":1}"))
+        );
         assert_eq!(
             cell(&raw("\"a\\\"b\""), SqlType::Text),
             Ok(Cell::Text(Cow::Owned("a\"b".into())))
         );
-        assert_eq!(cell(&raw("99999999999999999999"), SqlType::Bigint), Err("a number"));
+        assert_eq!(
+            cell(&raw("99999999999999999999"), SqlType::Bigint),
+            Err("a number")
+        );
     }
 }

@@ -142,7 +142,10 @@ impl Writer {
         }
     }
 
-    async fn attempt(&mut self, items: &[&Item]) -> Result<(u64, BTreeMap<String, u64>), sqlx::Error> {
+    async fn attempt(
+        &mut self,
+        items: &[&Item],
+    ) -> Result<(u64, BTreeMap<String, u64>), sqlx::Error> {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(Conn::connect(&self.url).await?),
