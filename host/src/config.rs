@@ -40,6 +40,8 @@ pub struct CrawlConfig {
     pub files_dir: Option<PathBuf>,
     /// Downloads' own bounds (`[files]`).
     pub files: crate::fetch::DownloadConfig,
+    /// Keep every committed page and download in WARC files (`[warc]`, `--warc DIR`).
+    pub warc: crate::warc::WarcConfig,
     /// Follow `<a href>` links on pages no plugin claims.
     pub follow_unclaimed: bool,
     /// Links the built-in follower queues from one page; the rest are counted as skipped.
@@ -84,6 +86,7 @@ impl Default for CrawlConfig {
             format: Format::Jsonl,
             files_dir: None,
             files: crate::fetch::DownloadConfig::default(),
+            warc: crate::warc::WarcConfig::default(),
             follow_unclaimed: true,
             follow_max_links: 10_000,
             progress: true,
@@ -350,21 +353,27 @@ impl CrawlConfig {
 
     /// The outputs, checked: each names a file, stdout or a database.
     pub fn output_targets(&self) -> Result<Vec<crate::sink::Target>> {
-        if self.output.to.is_empty() {
+        let mut targets = if self.output.to.is_empty() {
             let file = self.state.join(match self.format {
                 Format::Jsonl => "items.jsonl",
                 Format::Csv => "items.csv",
             });
-            return Ok(vec![crate::sink::Target::File {
+            vec![crate::sink::Target::File {
                 path: file,
                 format: self.format,
-            }]);
+            }]
+        } else {
+            self.output
+                .to
+                .iter()
+                .map(|raw| crate::sink::Target::parse(raw, self.format))
+                .collect::<Result<Vec<_>>>()?
+        };
+        // Last: the first output is the one whose count the summary shows.
+        if let Some(dir) = &self.warc.dir {
+            targets.push(crate::sink::Target::Warc(dir.clone()));
         }
-        self.output
-            .to
-            .iter()
-            .map(|raw| crate::sink::Target::parse(raw, self.format))
-            .collect()
+        Ok(targets)
     }
 
     pub fn files_path(&self) -> PathBuf {

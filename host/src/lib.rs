@@ -19,3 +19,4 @@ pub mod robots;
 pub mod sink;
 pub mod sitemap;
 pub mod summary;
+pub mod warc;

@@ -80,6 +80,10 @@ pub trait Sink: Send {
     fn backlog(&self) -> usize {
         0
     }
+    /// Keeps the response a page's items came from (the WARC output); before `write_page`.
+    fn write_response(&mut self, _capture: &crate::warc::Capture<'_>) -> Result<()> {
+        Ok(())
+    }
     /// Opaque position after the last durable write; stored with the page's completion.
     fn commit_token(&self) -> Vec<u8>;
     /// fsync: survive power loss, not just a killed process.
@@ -98,18 +102,28 @@ pub trait Sink: Send {
 pub struct Prepared {
     targets: Vec<Target>,
     sql: Vec<Option<sql::SqlSink>>,
+    warc: crate::warc::WarcConfig,
+    user_agent: String,
 }
 
 impl Prepared {
-    pub async fn connect(targets: Vec<Target>, cfg: &sql::SqlConfig) -> Result<Prepared> {
+    pub async fn connect(
+        targets: Vec<Target>,
+        cfg: &crate::config::CrawlConfig,
+    ) -> Result<Prepared> {
         let mut out = Vec::with_capacity(targets.len());
         for t in &targets {
             out.push(match t {
-                Target::Sql(u) => Some(sql::SqlSink::connect(u, cfg).await?),
+                Target::Sql(u) => Some(sql::SqlSink::connect(u, &cfg.output.sql).await?),
                 _ => None,
             });
         }
-        Ok(Prepared { targets, sql: out })
+        Ok(Prepared {
+            targets,
+            sql: out,
+            warc: cfg.warc.clone(),
+            user_agent: cfg.fetch.user_agent.clone(),
+        })
     }
 
     fn keys(&self) -> Vec<String> {
@@ -133,6 +147,7 @@ impl Prepared {
                         ..
                     } => b"{\"csv\":{}}".to_vec(),
                     Target::Sql(_) => sql::SqlSink::initial_token(),
+                    Target::Warc(_) => crate::warc::WarcSink::initial_token(),
                 };
                 (t.key(), tok)
             })
@@ -147,12 +162,18 @@ impl Prepared {
     pub fn lost_tail(&self, token: Option<&[u8]>) -> Result<Option<(String, u64, u64)>> {
         let parts = Outputs::split(&self.keys(), token)?;
         for (t, part) in self.targets.iter().zip(parts) {
-            let (Target::File { path, format }, Some(raw)) = (t, part) else {
-                continue;
-            };
-            let lost = match format {
-                Format::Jsonl => file_lost_tail(path, &raw)?,
-                Format::Csv => self::csv::lost_tail(path, &raw)?,
+            let Some(raw) = part else { continue };
+            let lost = match t {
+                Target::File {
+                    path,
+                    format: Format::Jsonl,
+                } => file_lost_tail(path, &raw)?,
+                Target::File {
+                    path,
+                    format: Format::Csv,
+                } => self::csv::lost_tail(path, &raw)?,
+                Target::Warc(dir) => crate::warc::WarcSink::lost_tail(dir, &raw)?,
+                Target::Stdout | Target::Sql(_) => None,
             };
             if let Some((have, committed)) = lost {
                 return Ok(Some((t.key(), have, committed)));
@@ -187,6 +208,12 @@ impl Prepared {
                     Box::new(db)
                 }
                 (Target::Sql(u), None) => bail!("output {} was not connected", u.shown),
+                (Target::Warc(dir), _) => Box::new(crate::warc::WarcSink::open(
+                    &self.warc,
+                    dir,
+                    part.as_deref(),
+                    &self.user_agent,
+                )?),
             };
             outs.push((t.key(), s));
         }
@@ -413,6 +440,11 @@ impl FilesStore {
             max_bytes: self.cfg.max_bytes,
             read_timeout: std::time::Duration::from_millis(self.cfg.read_timeout_ms.max(1)),
         }
+    }
+
+    /// Where a stored file (its `path` in the `file` item) is on disk.
+    pub fn path_of(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
     }
 
     /// The whole-download deadline, if any.

@@ -8,6 +8,7 @@ mod fetch;
 mod new;
 mod parse;
 mod plugins;
+mod replay;
 mod run;
 
 use anyhow::Result;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Save one page through the crawler's fetcher (user agent, robots.txt, decoding), for a
     /// plugin's test fixtures; its headers go to FILE.headers.json.
     Fetch(fetch::FetchArgs),
+    /// Run plugins over the pages a crawl stored with --warc, with no network, and write
+    /// their items as the crawl would (same routing, same item ids).
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,5 +87,6 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Plugins(PluginsCmd::New(args)) => new::new(args),
         Command::Parse(args) => parse::parse_offline(args).await,
         Command::Fetch(args) => fetch::fetch(args).await,
+        Command::Replay(args) => replay::replay(args).await,
     }
 }

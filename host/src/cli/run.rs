@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Folder for downloaded files. Default: STATE/files.
     #[arg(long)]
     files_dir: Option<PathBuf>,
+    /// Keep every fetched page and download in WARC files in DIR (for `sandcrawl replay`).
+    #[arg(long, value_name = "DIR")]
+    warc: Option<PathBuf>,
     #[arg(long)]
     max_depth: Option<u32>,
     #[arg(long)]
@@ -127,6 +130,9 @@ impl RunArgs {
         }
         if let Some(p) = &self.files_dir {
             o.push(("files_dir".into(), s(p)));
+        }
+        if let Some(p) = &self.warc {
+            o.push(("warc.dir".into(), s(p)));
         }
         let int = |n: u64| V::Integer(n.min(i64::MAX as u64) as i64);
         if let Some(n) = self.max_depth {

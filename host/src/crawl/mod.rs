@@ -6,7 +6,8 @@
 //! queueable URLs), `worker` (robots.txt and the fetch of one lease), `page` (routing a
 //! response to plugins, building items), `outcome` (what a lease came to, and the typed
 //! reasons the summary counts), `ready` (which hosts may start next), `roster` (the loaded
-//! plugins, swappable), `reload` (hot reload of plugin files, `--watch`). This module must not
+//! plugins, swappable), `reload` (hot reload of plugin files, `--watch`), `replay` (plugins
+//! over a WARC's stored pages, `sandcrawl replay`). This module must not
 //! know HTTP details (`fetch`), plugin internals (`plugin`) or output formats (`sink`).
 
 mod health;
@@ -15,6 +16,7 @@ mod outcome;
 mod page;
 mod ready;
 mod reload;
+pub mod replay;
 pub mod roster;
 mod scheduler;
 pub mod scope;
@@ -51,7 +53,7 @@ pub async fn run(
     let start = seeds::start_requests(&cfg, &plugins.plugins).await?;
     // Databases are connected and checked before the state directory is created or opened:
     // a wrong password or a read-only user leaves nothing behind.
-    let outputs = crate::sink::Prepared::connect(cfg.output_targets()?, &cfg.output.sql).await?;
+    let outputs = crate::sink::Prepared::connect(cfg.output_targets()?, &cfg).await?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let mut token = frontier.sink_token()?;
     if let Some((output, have, committed)) = outputs.lost_tail(token.as_deref())? {

@@ -72,6 +72,21 @@ pub fn can_match_anything(
     })
 }
 
+/// The fingerprint a page's item ids come from: its lease's, or (after redirects) its final
+/// URL's, so every alias of a page gives the same ids.
+pub(super) fn page_key(
+    shared: &Shared,
+    lease: &Lease,
+    final_url: &url::Url,
+    aliases: &[Fingerprint],
+) -> Fingerprint {
+    if aliases.is_empty() {
+        lease.fp
+    } else {
+        shared.normalize.fingerprint(final_url)
+    }
+}
+
 fn item_id(fp: &[u8], plugin: &str, n: usize) -> String {
     let mut h = Sha256::new();
     h.update(fp);
@@ -99,6 +114,7 @@ pub(super) fn download(
             .files
             .save(&resp.body, &resp.final_url, resp.header("content-type")),
     };
+    let mut resp = resp;
     let stored = match stored {
         Ok(s) => s,
         Err(e) => {
@@ -161,6 +177,10 @@ pub(super) fn download(
             }
         },
     };
+    // The body now lives at its content-addressed place (the WARC output reads it there).
+    if let Some(f) = resp.file.as_mut() {
+        f.path = shared.files.path_of(&stored.path);
+    }
     Work::Download {
         resp: Box::new(resp),
         item: Some(item),
@@ -175,12 +195,7 @@ pub(super) async fn parse_page(
     resp: Response,
     aliases: Vec<Fingerprint>,
 ) -> Work {
-    // Item ids follow the page's final URL, so every alias of a page gives the same ids.
-    let page_fp = if aliases.is_empty() {
-        lease.fp
-    } else {
-        shared.normalize.fingerprint(&resp.final_url)
-    };
+    let page_fp = page_key(shared, lease, &resp.final_url, &aliases);
     let url_str = resp.final_url.as_str();
     // The builds current now parse this page, even if `--watch` swaps one meanwhile.
     let roster = shared.roster.current();

@@ -473,6 +473,8 @@ impl Scheduler {
                     self.summary.files_new += 1;
                 }
                 let items: Vec<Item> = item.into_iter().collect();
+                let key = self.shared.normalize.fingerprint(&resp.final_url);
+                self.capture(lease, &resp, &items, key, true)?;
                 self.write(&items, lease, aliases, None)
             }
             Work::Page {
@@ -519,6 +521,8 @@ impl Scheduler {
                 for s in skips {
                     self.skip(s, 1);
                 }
+                let key = super::page::page_key(&self.shared, lease, &resp.final_url, &aliases);
+                self.capture(lease, &resp, &items, key, false)?;
                 let page = PendingPage {
                     links: accepted.urls,
                     raw: accepted.raw,
@@ -526,6 +530,46 @@ impl Scheduler {
                 self.write(&items, lease, aliases, Some(page))
             }
         }
+    }
+
+    /// Hands the response a page's items came from to the outputs that keep responses (the
+    /// WARC), before its items, so a committed page always has its records.
+    fn capture(
+        &mut self,
+        lease: &Lease,
+        resp: &crate::fetch::Response,
+        items: &[Item],
+        key: Fingerprint,
+        download: bool,
+    ) -> Result<()> {
+        if self.cfg.warc.dir.is_none() {
+            return Ok(());
+        }
+        let now;
+        let fetched_at = match items.first() {
+            Some(i) => i.fetched_at.as_str(),
+            None => {
+                now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+                now.as_str()
+            }
+        };
+        let r = &lease.record;
+        let cap = crate::warc::Capture {
+            resp,
+            fetched_at,
+            key: hex::encode(key),
+            depth: r.depth,
+            download,
+            metadata: r.metadata.as_deref(),
+            referrer: r.referrer.as_deref(),
+            proposer: r.proposer.as_deref(),
+            request_body: r
+                .request
+                .as_ref()
+                .and_then(|s| s.body.as_ref())
+                .map(|b| (b.content_type(), b.text().to_string())),
+        };
+        self.sink.write_response(&cap)
     }
 
     /// Hands a page's items to the sink; the page is committed once they are durable.

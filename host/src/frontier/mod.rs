@@ -95,9 +95,8 @@ pub struct Lease {
     pub(crate) queue: QueueKey,
 }
 
-#[cfg(test)]
 impl Lease {
-    /// A lease for tests of code that only reads one (nothing is in flight in a store).
+    /// A lease held by no store: for code that only reads one (tests, `replay`).
     pub(crate) fn detached(fp: Fingerprint, record: UrlRecord) -> Self {
         Lease {
             queue: QueueKey {

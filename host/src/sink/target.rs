@@ -27,8 +27,13 @@ pub struct SqlUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Stdout,
-    File { path: PathBuf, format: Format },
+    File {
+        path: PathBuf,
+        format: Format,
+    },
     Sql(SqlUrl),
+    /// The WARC folder (`--warc`): pages, not items.
+    Warc(PathBuf),
 }
 
 impl Target {
@@ -99,6 +104,7 @@ impl Target {
             Target::Stdout => "-".into(),
             Target::File { path, .. } => path.display().to_string(),
             Target::Sql(u) => u.shown.clone(),
+            Target::Warc(dir) => format!("warc:{}", dir.display()),
         }
     }
 
