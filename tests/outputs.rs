@@ -4,7 +4,7 @@
 //! database of its own; the tests that stop a server or need password authentication start a
 //! private PostgreSQL (`sandcrawl_e2e::db::PrivatePg`).
 
-use sandcrawl_e2e::db::{Engine, PrivatePg, TempDb, free_port, wait_until};
+use sandcrawl_e2e::db::{Engine, PrivateMariadb, PrivatePg, TempDb, free_port, wait_until};
 use sandcrawl_e2e::{
     Server, demo_site, plugin, read_items, run_bin, summary, tempdir, wait_bounded,
 };
@@ -418,24 +418,36 @@ fn bad_database_outputs_are_refused_before_anything_is_fetched() {
     pg.admin(&format!("DROP ROLE IF EXISTS {pg_ro}"));
 }
 
+/// A private server a test may stop and start.
+trait Stoppable {
+    fn stop(&self);
+    fn start(&self);
+}
+
+impl Stoppable for PrivatePg {
+    fn stop(&self) {
+        self.stop_server();
+    }
+    fn start(&self) {
+        self.start_server();
+    }
+}
+
+impl Stoppable for PrivateMariadb {
+    fn stop(&self) {
+        self.stop_server();
+    }
+    fn start(&self) {
+        self.start_server();
+    }
+}
+
 /// The database goes away mid-crawl: fetching pauses (bounded memory), one line says so, the
 /// crawl goes on when the server is back, and every item is there exactly once.
-#[test]
-fn database_outage_pauses_fetching_and_loses_nothing() {
+fn outage_pauses_fetching_and_loses_nothing(server: &dyn Stoppable, db: &TempDb, url: &str) {
     let rt = sandcrawl_e2e::runtime();
     let site: Server = rt.block_on(demo_site("127.0.0.1", Duration::from_millis(60)));
-    let pg = PrivatePg::start("outage");
-    let db = pg.database("outage");
-
-    // Password authentication is real here: a wrong one is refused up front.
     let st = tempdir("out-outage");
-    let bad = db.url_as("postgres", Some("badpw123"));
-    let (ok, err) = crawl(&st.join("never"), &[site.url("/")], &["--out", &bad]);
-    assert!(!ok && err.contains("check the user and password"), "{err}");
-    assert!(!err.contains("badpw123"), "{err}");
-    assert_eq!(site.paths().len(), 0);
-
-    let url = db.url_as("postgres", Some(&pg.password));
     let file = st.join("items.jsonl").display().to_string();
     let log = st.join("crawl.log");
     let state = st.join("state");
@@ -443,7 +455,7 @@ fn database_outage_pauses_fetching_and_loses_nothing() {
         "--per-host",
         "2",
         "--out",
-        &url,
+        url,
         "--out",
         &file,
         "--set",
@@ -457,7 +469,7 @@ fn database_outage_pauses_fetching_and_loses_nothing() {
         wait_until(Duration::from_secs(60), || count() > 0),
         "no row arrived"
     );
-    pg.stop_server();
+    server.stop();
     // With the server away the backlog fills and fetching stops: after a while, the site
     // sees no more requests (the pages in flight at most).
     std::thread::sleep(Duration::from_secs(3));
@@ -469,7 +481,7 @@ fn database_outage_pauses_fetching_and_loses_nothing() {
         "fetching went on while the database was away: {paused_at} → {later} requests"
     );
     assert!(matches!(child.try_wait(), Ok(None)), "the crawl gave up");
-    pg.start_server();
+    server.start();
     let status =
         wait_bounded(&mut child, LIMIT).expect("the crawl finishes once the server is back");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -480,8 +492,32 @@ fn database_outage_pauses_fetching_and_loses_nothing() {
 
     let want: BTreeSet<String> = jsonl(Path::new(&file)).into_keys().collect();
     assert_eq!(want.len(), expected_total(1));
-    let (n, distinct) = counts(&db, "sandcrawl_items");
+    let (n, distinct) = counts(db, "sandcrawl_items");
     assert_eq!((n, distinct), (want.len() as u64, want.len() as u64));
-    let got: BTreeSet<String> = rows(&db).into_keys().collect();
+    let got: BTreeSet<String> = rows(db).into_keys().collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn postgres_outage_pauses_fetching_and_loses_nothing() {
+    let pg = PrivatePg::start("outage");
+    let db = pg.database("outage");
+    // Password authentication is real here: a wrong one is refused up front.
+    let rt = sandcrawl_e2e::runtime();
+    let site: Server = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
+    let st = tempdir("out-pw");
+    let bad = db.url_as("postgres", Some("badpw123"));
+    let (ok, err) = crawl(&st.join("never"), &[site.url("/")], &["--out", &bad]);
+    assert!(!ok && err.contains("check the user and password"), "{err}");
+    assert!(!err.contains("badpw123"), "{err}");
+    assert!(!st.join("never").exists());
+    assert_eq!(site.paths().len(), 0);
+    outage_pauses_fetching_and_loses_nothing(&pg, &db, &db.url_as("postgres", Some(&pg.password)));
+}
+
+#[test]
+fn mariadb_outage_pauses_fetching_and_loses_nothing() {
+    let my = PrivateMariadb::start("outage");
+    let db = my.database("outage");
+    outage_pauses_fetching_and_loses_nothing(&my, &db, &db.url());
 }

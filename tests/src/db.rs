@@ -316,3 +316,116 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A MariaDB server of the test's own (`mariadb-install-db`, then `mariadbd` on a free port,
+/// its data in a temp dir; root with an empty password). Killed and removed on drop.
+pub struct PrivateMariadb {
+    dir: PathBuf,
+    pub port: u16,
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl PrivateMariadb {
+    pub fn start(tag: &str) -> PrivateMariadb {
+        let dir = PathBuf::from(format!("/tmp/{}", unique(tag)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mariadb dir");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal"])
+            .args(["--skip-test-db", "--user=root"])
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = PrivateMariadb {
+            dir,
+            port: free_port(),
+            child: std::sync::Mutex::new(None),
+        };
+        db.start_server();
+        db
+    }
+
+    /// Starts the server and waits (bounded) until it answers.
+    pub fn start_server(&self) {
+        let server = ["/usr/sbin/mariadbd", "mariadbd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .unwrap_or("mariadbd");
+        let child = Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--pid-file={}", self.dir.join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                self.dir.join("err.log").display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin"])
+            .args(["--innodb-buffer-pool-size=16M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        if let Ok(mut c) = self.child.lock() {
+            *c = Some(child);
+        }
+        let port = self.port;
+        let up = wait_until(Duration::from_secs(60), || {
+            Command::new("mariadb")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                    "-u",
+                    "root",
+                    "-e",
+                    "SELECT 1",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(up, "the private MariaDB did not start");
+    }
+
+    /// Kills the server at once (clients are cut off mid-transaction).
+    pub fn stop_server(&self) {
+        if let Ok(mut c) = self.child.lock()
+            && let Some(mut child) = c.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A database on this server.
+    pub fn database(&self, tag: &str) -> TempDb {
+        let db = TempDb {
+            engine: Engine::Mariadb,
+            name: unique(tag),
+            port: self.port,
+            socket: None,
+            superuser: "root".into(),
+        };
+        db.admin(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.stop_server();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
