@@ -338,6 +338,74 @@ fn per_kind_tables_get_typed_columns_new_fields_and_counted_clashes() {
     assert!(err.contains("born = \"json\""), "{err}");
 }
 
+/// A value its column cannot hold (here a title longer than a table made by hand allows) is
+/// the server refusing that item: it alone is left out, counted and logged once per output;
+/// the other items of the same batch are written and the crawl goes on.
+#[test]
+fn values_a_column_cannot_hold_refuse_only_their_items() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(demo_site("127.0.0.1", Duration::ZERO));
+    let pg = TempDb::new(Engine::Postgres, "narrow");
+    let my = TempDb::new(Engine::Mariadb, "narrow");
+    pg.query(
+        "CREATE TABLE t_product (id TEXT PRIMARY KEY, url TEXT NOT NULL, fetched_at TIMESTAMPTZ NOT NULL, \
+         plugin_name TEXT NOT NULL, plugin_version TEXT NOT NULL, plugin_sha256 TEXT NOT NULL, title VARCHAR(13))",
+    );
+    my.query(
+        "CREATE TABLE t_product (id VARCHAR(64) PRIMARY KEY, url TEXT NOT NULL, fetched_at DATETIME(3) NOT NULL, \
+         plugin_name TEXT NOT NULL, plugin_version TEXT NOT NULL, plugin_sha256 VARCHAR(64) NOT NULL, title VARCHAR(13))",
+    );
+    let st = tempdir("out-narrow");
+    let file = st.join("items.jsonl").display().to_string();
+    let (p, m) = (pg.url(), my.url());
+    let args = [
+        "--out",
+        &file,
+        "--out",
+        &p,
+        "--out",
+        &m,
+        "--set",
+        "output.sql.per_kind_tables=true",
+        "--set",
+        "output.sql.table_prefix=\"t_\"",
+    ];
+    let (ok, err) = crawl(&st, &[site.url("/")], &args);
+    assert!(ok, "{err}");
+    let want = jsonl(Path::new(&file));
+    let titles: Vec<usize> = want
+        .values()
+        .filter(|(k, _)| k == "product")
+        .map(|(_, f)| f["title"].as_str().unwrap_or_default().chars().count())
+        .collect();
+    let fit = titles.iter().filter(|n| **n <= 13).count() as u64;
+    let too_long = titles.len() as u64 - fit;
+    assert!(
+        fit > 0 && too_long > 0,
+        "the demo's titles should be of both kinds: {titles:?}"
+    );
+    let s = summary(&st);
+    for (db, url) in [(&pg, &p), (&my, &m)] {
+        let (n, distinct) = counts(db, "t_product");
+        assert_eq!((n, distinct), (fit, fit), "{:?}", db.engine);
+        let longest = db.count("SELECT max(char_length(title)) FROM t_product");
+        assert!(
+            longest <= 13,
+            "{:?}: a title was cut instead of refused",
+            db.engine
+        );
+        assert_eq!(
+            s["output_rejected"][format!("sql_item_refused in {url}")],
+            too_long,
+            "{s}"
+        );
+        // Every other kind is complete.
+        let quotes = want.values().filter(|(k, _)| k == "quote").count() as u64;
+        assert_eq!(counts(db, "t_quote").0, quotes, "{:?}", db.engine);
+    }
+    assert_eq!(err.matches("the database refused item").count(), 2, "{err}");
+}
+
 /// Every bad database output is refused in one line naming the URL (password masked) and
 /// the fix, before any request and before the state directory exists.
 #[test]

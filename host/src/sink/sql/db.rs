@@ -63,7 +63,12 @@ impl Conn {
                 }
                 Dialect::Mysql => {
                     let o = MySqlConnectOptions::from_str(&url.connect)?.charset("utf8mb4");
-                    Conn::My(MySqlConnection::connect_with(&o).await?)
+                    let mut c = MySqlConnection::connect_with(&o).await?;
+                    // A value too long for its column is an error, never a silent cut, on
+                    // servers configured without strict mode too.
+                    c.execute("SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')")
+                        .await?;
+                    Conn::My(c)
                 }
             })
         };
@@ -237,12 +242,44 @@ impl Conn {
                     q.build().execute(&mut *c).await?.rows_affected()
                 }
                 Conn::My(c) => {
+                    // MySQL's INSERT IGNORE would also turn a value too long for its column
+                    // into a silent truncation; so the ids already there are looked up first
+                    // and only the others are inserted, with every error an error.
+                    let mut q: QueryBuilder<'_, MySql> =
+                        QueryBuilder::new(format!("SELECT id FROM {} WHERE id IN (", ins.table));
+                    let mut ids = q.separated(", ");
+                    for row in chunk {
+                        if let Some(Cell::Text(id)) = row.first() {
+                            ids.push_bind(id.as_ref());
+                        }
+                    }
+                    q.push(")");
+                    let existing: std::collections::HashSet<String> = q
+                        .build()
+                        .fetch_all(&mut *c)
+                        .await?
+                        .iter()
+                        .filter_map(|r| r.try_get::<String, _>(0).ok())
+                        .collect();
+                    let mut seen = std::collections::HashSet::new();
+                    let fresh: Vec<&Vec<Cell<'_>>> = chunk
+                        .iter()
+                        .filter(|row| match row.first() {
+                            Some(Cell::Text(id)) => {
+                                !existing.contains(id.as_ref()) && seen.insert(id.as_ref())
+                            }
+                            _ => true,
+                        })
+                        .collect();
+                    if fresh.is_empty() {
+                        continue;
+                    }
                     let mut q: QueryBuilder<'_, MySql> = QueryBuilder::new(format!(
-                        "INSERT IGNORE INTO {} ({}) ",
+                        "INSERT INTO {} ({}) ",
                         ins.table,
                         ins.columns.join(", ")
                     ));
-                    q.push_values(chunk, |mut b, row| {
+                    q.push_values(fresh, |mut b, row| {
                         for cell in row {
                             match cell {
                                 Cell::Null => {
@@ -371,6 +408,9 @@ pub(super) enum Failure {
     UnknownDatabase,
     /// The user may not create or insert.
     Permission,
+    /// The server refuses the values themselves (too long for the column, out of range, a
+    /// character it cannot store): another item may go in where this one cannot.
+    Data,
     /// Anything else: a bug or a table changed under the crawl.
     Other,
 }
@@ -389,6 +429,9 @@ pub(super) fn classify(e: &sqlx::Error) -> Failure {
                     1045 | 1698 => Failure::Auth,
                     1049 => Failure::UnknownDatabase,
                     1044 | 1142 | 1227 | 1290 | 1792 => Failure::Permission,
+                    1048 | 1264 | 1292 | 1366 | 1406 | 3140 | 4025 => Failure::Data,
+                    // Another writer inserted one of the ids meanwhile: look again.
+                    1062 => Failure::Transient,
                     1040 | 1053 | 1205 | 1213 | 2002 | 2003 | 2006 | 2013 | 1927 | 4031 => {
                         Failure::Transient
                     }
@@ -404,6 +447,9 @@ pub(super) fn classify(e: &sqlx::Error) -> Failure {
                     Failure::Transient
                 }
                 "40001" | "40P01" => Failure::Transient,
+                // Data exceptions (a value too long, out of range, a NUL character) and
+                // integrity violations of a table's own constraints.
+                c if c.starts_with("22") || (c.starts_with("23") && c != "23505") => Failure::Data,
                 _ => Failure::Other,
             }
         }

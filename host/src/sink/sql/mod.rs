@@ -139,7 +139,7 @@ impl SqlSink {
                 Failure::Transient => {
                     "check that the server is running and the host and port in the URL are right"
                 }
-                Failure::Other => "check the URL and the server",
+                Failure::Other | Failure::Data => "check the URL and the server",
             };
             anyhow!("output {}: {doing}: {msg}; {fix}", url.shown)
         };
@@ -204,6 +204,7 @@ impl SqlSink {
             rx,
             state: state_tx,
             backlog: Arc::clone(&backlog),
+            refused_logged: false,
         };
         tokio::spawn(writer.run());
         Ok(SqlSink {

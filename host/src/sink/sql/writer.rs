@@ -48,6 +48,8 @@ pub(super) struct Writer {
     pub rx: mpsc::UnboundedReceiver<Job>,
     pub state: watch::Sender<WriterState>,
     pub backlog: Arc<AtomicUsize>,
+    /// Whether a refused item was logged (once per output: a bad field can repeat a lot).
+    pub refused_logged: bool,
 }
 
 impl Writer {
@@ -89,14 +91,59 @@ impl Writer {
     }
 
     /// Writes one batch, retrying until it is committed; `Err` only for an error that
-    /// retrying does not fix.
+    /// retrying does not fix. A batch the server refuses for its data (a value its column
+    /// cannot hold) is split in halves until the refused items are found: they are counted
+    /// (`sql_item_refused`) and logged, and the rest is written.
     async fn write(&mut self, jobs: &[Job]) -> Result<(u64, BTreeMap<String, u64>), String> {
         let items: Vec<&Item> = jobs.iter().flat_map(|j| j.items.iter()).collect();
+        let mut inserted = 0;
+        let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+        let mut todo: Vec<&[&Item]> = vec![&items];
+        while let Some(chunk) = todo.pop() {
+            match self.write_chunk(chunk).await? {
+                Ok((n, r)) => {
+                    inserted += n;
+                    for (k, v) in r {
+                        *rejected.entry(k).or_default() += v;
+                    }
+                }
+                Err(_) if chunk.len() > 1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    todo.push(b);
+                    todo.push(a);
+                }
+                Err(why) => {
+                    *rejected.entry("sql_item_refused".into()).or_default() += 1;
+                    if let Some(it) = chunk.first()
+                        && !self.refused_logged
+                    {
+                        self.refused_logged = true;
+                        tracing::error!(
+                            output = %self.url.shown,
+                            "the database refused item {} (kind {:?}, {}): {why}; such items are not written (counted under sql_item_refused in the summary); further ones are not logged",
+                            it.id,
+                            it.kind,
+                            it.url
+                        );
+                    }
+                }
+            }
+        }
+        Ok((inserted, rejected))
+    }
+
+    /// Writes `items` in one transaction, retrying while the server is away. The inner `Err`
+    /// is the server refusing the data itself (retrying cannot help; splitting may).
+    #[allow(clippy::type_complexity)]
+    async fn write_chunk(
+        &mut self,
+        items: &[&Item],
+    ) -> Result<Result<(u64, BTreeMap<String, u64>), String>, String> {
         let mut delay = RETRY_FIRST;
         let mut away_since: Option<Instant> = None;
         let mut other = 0;
         loop {
-            let attempt = self.attempt(&items).await;
+            let attempt = self.attempt(items).await;
             let e = match attempt {
                 Ok(r) => {
                     if let Some(t) = away_since {
@@ -106,10 +153,14 @@ impl Writer {
                             t.elapsed().as_secs_f64()
                         );
                     }
-                    return Ok(r);
+                    return Ok(Ok(r));
                 }
                 Err(e) => e,
             };
+            if classify(&e) == Failure::Data {
+                // The transaction was rolled back; the connection is still good.
+                return Ok(Err(message(&e)));
+            }
             // Whatever state the connection is in, the next attempt starts on a fresh one.
             if let Some(c) = self.conn.take() {
                 drop(c);
