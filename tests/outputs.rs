@@ -406,6 +406,45 @@ fn values_a_column_cannot_hold_refuse_only_their_items() {
     assert_eq!(err.matches("the database refused item").count(), 2, "{err}");
 }
 
+/// A table dropped under a running crawl is not something reconnecting fixes: the crawl stops
+/// with one line naming the output, and the same command, run again, resumes and finishes.
+#[test]
+fn a_table_dropped_mid_crawl_stops_the_crawl_in_one_line_and_resume_finishes() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(demo_site("127.0.0.1", Duration::from_millis(60)));
+    let pg = TempDb::new(Engine::Postgres, "dropped");
+    let st = tempdir("out-dropped");
+    let (state, log) = (st.join("state"), st.join("crawl.log"));
+    let url = pg.url();
+    let args = ["--per-host", "2", "--out", &url];
+    let mut child = spawn(&state, &[site.url("/")], &args, &log);
+    let count = || {
+        std::panic::catch_unwind(|| pg.count("SELECT count(*) FROM sandcrawl_items")).unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || count() > 0),
+        "no row arrived"
+    );
+    pg.query("DROP TABLE sandcrawl_items");
+    let status = wait_bounded(&mut child, Duration::from_secs(60)).expect("the crawl stops");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0].contains(&url)
+            && errors[0].contains("does not exist")
+            && errors[0].contains("run again"),
+        "{text}"
+    );
+    // Run again: the table is made anew, the pages whose items were not written are fetched
+    // again, and the crawl ends; no id twice.
+    let (ok, err) = crawl(&state, &[site.url("/")], &args);
+    assert!(ok, "{err}");
+    let (n, distinct) = counts(&pg, "sandcrawl_items");
+    assert!(n > 0 && n == distinct, "{n} rows, {distinct} ids");
+}
+
 /// Every bad database output is refused in one line naming the URL (password masked) and
 /// the fix, before any request and before the state directory exists.
 #[test]
