@@ -195,10 +195,13 @@ fn a_1_gib_download_streams_to_disk_with_bounded_memory() {
     let size: u64 = 1 << 30;
     let s = site(&rt, size, Behaviour::Whole);
     let st = tempdir("dl-big");
-    let a = args(
+    // With the progress lines on (plain log lines every second when not on a terminal).
+    let mut a = args(
         &st.display().to_string(),
         &s.server.url("/catalogue/big/index.html"),
     );
+    a.retain(|x| x != "--no-progress");
+    a.extend(["--set".into(), "progress_interval_s=1".into()]);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     let m = run_measured(&refs, LIMIT);
     assert!(m.status.success(), "{}", m.stderr);
@@ -215,6 +218,22 @@ fn a_1_gib_download_streams_to_disk_with_bounded_memory() {
         m.max_rss / (1024 * 1024)
     );
     assert_eq!(summary(&st)["downloads"], 1);
+    // While the file was coming in, the progress line showed its bytes and rate.
+    let during: Vec<(f64, f64)> = m
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("| downloads 0 (").nth(1))
+        .filter_map(|rest| {
+            let (mb, rest) = rest.split_once(" MB, ")?;
+            let (rate, _) = rest.split_once(" MB/s)")?;
+            Some((mb.parse().ok()?, rate.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        during.iter().any(|(mb, rate)| *mb > 0.0 && *rate > 0.0),
+        "no progress line with download bytes and rate: {}",
+        m.stderr
+    );
 }
 
 #[test]
