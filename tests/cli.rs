@@ -697,3 +697,181 @@ fn plugins_new_scaffolds_a_crate_that_tests_builds_checks_and_parses() {
     assert_eq!(v["items"][0]["fields"]["title"], "An example page");
     assert_eq!(v["links"].as_array().map(Vec::len), Some(2));
 }
+
+/// Runs the binary in `cwd` with extra environment, bounded; (success, stdout, stderr).
+fn run_in(cwd: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(sandcrawl_e2e::bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("SANDCRAWL_LOG")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sandcrawl");
+    let status = sandcrawl_e2e::wait_bounded(&mut child, T).expect("sandcrawl finishes");
+    let out = child.wait_with_output().expect("output");
+    (
+        status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let dir = tempdir("completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = run_in(&dir, &[], &["completions", shell]);
+        assert!(ok, "{shell}: {err}");
+        assert!(
+            out.contains("sandcrawl") && out.contains("replay") && out.contains("max-pages"),
+            "{shell}: {out}"
+        );
+    }
+    let (ok, _, err) = run_in(&dir, &[], &["completions", "tcsh"]);
+    assert!(!ok && err.contains("tcsh"), "{err}");
+}
+
+/// `--log-format json`: every line on stderr is one JSON object, the summary included.
+#[test]
+fn json_log_format_is_one_object_per_line() {
+    let dir = tempdir("json-log");
+    let quotes = plugin("quotes").display().to_string();
+    let args = [
+        "--log-format",
+        "json",
+        "demo",
+        "--plugins",
+        &quotes,
+        "--state",
+        "st",
+        "--no-progress",
+    ];
+    let (ok, _, err) = run_in(&dir, &[], &args);
+    assert!(ok, "{err}");
+    let mut summary = None;
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["summary"].is_object() {
+            summary = Some(v["fields"]["summary"].clone());
+        }
+    }
+    let summary = summary.unwrap_or_else(|| panic!("no summary object in: {err}"));
+    assert_eq!(summary["items"], 31);
+    assert!(summary["requests"].as_u64().unwrap_or(0) > summary["pages"].as_u64().unwrap_or(0));
+    // An error is a JSON line too.
+    let (ok, _, err) = run_in(
+        &dir,
+        &[],
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--state",
+            "x",
+            "127.0.0.1:1/",
+        ],
+    );
+    assert!(!ok);
+    let last: serde_json::Value =
+        serde_json::from_str(err.lines().last().unwrap_or("")).expect("json");
+    assert_eq!(last["level"], "ERROR", "{err}");
+}
+
+#[test]
+fn quiet_prints_nothing_but_errors() {
+    let dir = tempdir("quiet");
+    let quotes = plugin("quotes").display().to_string();
+    let (ok, _, err) = run_in(
+        &dir,
+        &[],
+        &["-q", "demo", "--plugins", &quotes, "--state", "st"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(err.trim(), "", "--quiet printed: {err}");
+    assert_eq!(
+        sandcrawl_e2e::read_items(&dir.join("st/items.jsonl")).len(),
+        31
+    );
+    // Warnings and errors still show.
+    let (ok, _, err) = run_in(&dir, &[], &["-q", "run", "--state", "x", "127.0.0.1:1/"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("WARN no plugins given"), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("error: seed URL"),
+        "{err}"
+    );
+    assert!(!err.contains("INFO"), "{err}");
+}
+
+/// Without --config: ./sandcrawl.toml, else $XDG_CONFIG_HOME/sandcrawl/config.toml, and the
+/// log says which.
+#[test]
+fn config_is_found_in_the_working_folder_then_the_user_config() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(sandcrawl_e2e::demo_site("127.0.0.1", Duration::ZERO));
+    let quotes = plugin("quotes").display().to_string();
+    let seed = site.url("/");
+    let pages = |dir: &std::path::Path, state: &str| {
+        sandcrawl_e2e::summary(&dir.join(state))["pages"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+
+    let dir = tempdir("config-discovery");
+    let xdg = dir.join("xdg");
+    std::fs::create_dir_all(xdg.join("sandcrawl")).expect("xdg dir");
+    std::fs::write(
+        xdg.join("sandcrawl/config.toml"),
+        "[scope]\nmax_pages = 3\n",
+    )
+    .expect("write");
+    let xdg_s = xdg.display().to_string();
+    let env = [("XDG_CONFIG_HOME", xdg_s.as_str())];
+    let args = |state: &'static str| {
+        vec![
+            "run",
+            "--plugins",
+            quotes.as_str(),
+            "--state",
+            state,
+            "--no-progress",
+            seed.as_str(),
+        ]
+    };
+    let (ok, _, err) = run_in(&dir, &env, &args("a"));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("using config") && err.contains("xdg/sandcrawl/config.toml"),
+        "{err}"
+    );
+    assert_eq!(pages(&dir, "a"), 3);
+
+    std::fs::write(dir.join("sandcrawl.toml"), "[scope]\nmax_pages = 2\n").expect("write");
+    let (ok, _, err) = run_in(&dir, &env, &args("b"));
+    assert!(ok, "{err}");
+    assert!(err.contains("using config sandcrawl.toml"), "{err}");
+    assert_eq!(pages(&dir, "b"), 2);
+
+    // --config wins, and is not announced as found.
+    std::fs::write(dir.join("other.toml"), "[scope]\nmax_pages = 1\n").expect("write");
+    let mut a = args("c");
+    a.extend(["--config", "other.toml"]);
+    let (ok, _, err) = run_in(&dir, &env, &a);
+    assert!(ok, "{err}");
+    assert!(!err.contains("using config"), "{err}");
+    assert_eq!(pages(&dir, "c"), 1);
+}

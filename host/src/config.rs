@@ -390,6 +390,25 @@ impl CrawlConfig {
     }
 }
 
+/// The config file a command uses: the one given with `--config`, else `./sandcrawl.toml`,
+/// else `$XDG_CONFIG_HOME/sandcrawl/config.toml` (`~/.config/…` when XDG_CONFIG_HOME is
+/// unset); `None` when there is none (built-in defaults).
+pub fn discover(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_owned());
+    }
+    let local = PathBuf::from("sandcrawl.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let user = base.join("sandcrawl").join("config.toml");
+    user.is_file().then_some(user)
+}
+
 pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("sandcrawl"));

@@ -31,7 +31,14 @@ fn main() {
     let cli = cli::Cli::parse();
     // The store's own housekeeping (memtable flushes, compactions) logs at info; that is
     // noise in a crawl's log unless asked for by name (`--log-level info,fjall=debug`).
-    let mut level = cli.log_level.clone();
+    let json = cli.log_format == "json";
+    cli::say::init(json, cli.quiet);
+    // --quiet keeps warnings and errors, whatever the default level.
+    let mut level = if cli.quiet && cli.log_level == "info" {
+        "warn".to_owned()
+    } else {
+        cli.log_level.clone()
+    };
     for store in ["fjall", "lsm_tree"] {
         if !level.contains(store) {
             level.push_str(&format!(",{store}=warn"));
@@ -40,27 +47,32 @@ fn main() {
     let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!(
+            cli::say::line(&format!(
                 "error: --log-level {:?} is not a valid log filter ({e}); use e.g. info, debug or sandcrawl=debug",
                 cli.log_level
-            );
+            ));
             std::process::exit(2);
         }
     };
-    tracing_subscriber::fmt()
+    // Colour only on a terminal, and never when NO_COLOR is set to anything (no-color.org).
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .compact()
-        .init();
+        .with_target(false);
+    if json {
+        log.json().init();
+    } else {
+        log.with_ansi(color).compact().init();
+    }
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt.block_on(cli::dispatch(cli.cmd)),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            cli::say::line(&format!("error: cannot start the async runtime: {e}"));
             std::process::exit(1);
         }
     };
@@ -68,7 +80,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            cli::say::line(&format!("error: {msg}"));
             std::process::exit(1);
         }
     }

@@ -1,6 +1,8 @@
 //! `sandcrawl demo` and `serve-demo`: the bundled offline site, served on 127.0.0.1 and
 //! crawled (or just served). It must not touch a state directory that is not a demo's.
 
+use super::say::say;
+
 use super::run::{RunArgs, crawl};
 use anyhow::{Context as _, Result, bail};
 use sandcrawl::config::CrawlConfig;
@@ -11,7 +13,7 @@ pub async fn serve(addr: SocketAddr) -> Result<i32> {
     let site = sandcrawl::demo::start(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    eprintln!("demo site at {} (Ctrl+C to stop)", site.url());
+    say!("demo site at {} (Ctrl+C to stop)", site.url());
     tokio::signal::ctrl_c().await.ok();
     Ok(0)
 }
@@ -20,7 +22,7 @@ pub async fn demo(mut run: RunArgs) -> Result<i32> {
     let site = sandcrawl::demo::start("127.0.0.1:0".parse()?)
         .await
         .context("cannot start the demo site on 127.0.0.1")?;
-    eprintln!("demo site serving at {}", site.url());
+    say!("demo site serving at {}", site.url());
     if run.seeds.is_empty() {
         run.seeds.push(site.url());
     }

@@ -3,6 +3,8 @@
 //! fixture is the page the crawl will see. The response head goes beside it in
 //! `FILE.headers.json`, which `sandcrawl parse` reads back. It must not crawl further.
 
+use super::say::say;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 use sandcrawl::config::{CrawlConfig, parse_set};
@@ -49,7 +51,10 @@ pub async fn fetch(args: FetchArgs) -> Result<i32> {
     for kv in &args.set {
         overrides.push(parse_set(kv)?);
     }
-    let cfg = CrawlConfig::load(args.config.as_deref(), &overrides)?;
+    let cfg = CrawlConfig::load(
+        super::run::config_file(args.config.as_deref()).as_deref(),
+        &overrides,
+    )?;
     let url = url::Url::parse(args.url.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -89,7 +94,7 @@ pub async fn fetch(args: FetchArgs) -> Result<i32> {
     let side_path = sidecar_path(&args.output);
     std::fs::write(&side_path, serde_json::to_vec_pretty(&side)?)
         .with_context(|| format!("cannot write {}", side_path.display()))?;
-    eprintln!(
+    say!(
         "saved {} bytes of {} ({}, {}{}) to {} (headers in {})",
         resp.body.len(),
         resp.final_url,

@@ -10,6 +10,7 @@ mod parse;
 mod plugins;
 mod replay;
 mod run;
+pub(crate) mod say;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,12 @@ pub struct Cli {
     /// Log filter, e.g. "info", "debug", "sandcrawl=debug" (or SANDCRAWL_LOG).
     #[arg(long, global = true, env = "SANDCRAWL_LOG", default_value = "info")]
     pub log_level: String,
+    /// Log and report format on stderr: text, or json (one JSON object per line).
+    #[arg(long, global = true, env = "SANDCRAWL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Only warnings and errors on stderr: no progress line, no summary (summary.json is still written).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub cmd: Command,
 }
@@ -40,6 +47,7 @@ pub enum Command {
     Demo(RunArgs),
     /// Serve the bundled demo site until Ctrl+C (to point your own crawls at).
     ServeDemo {
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8000")]
         addr: SocketAddr,
     },
@@ -54,12 +62,18 @@ pub enum Command {
     /// Run plugins over the pages a crawl stored with --warc, with no network, and write
     /// their items as the crawl would (same routing, same item ids).
     Replay(replay::ReplayArgs),
+    /// Print a shell completion script: `sandcrawl completions bash > /etc/bash_completion.d/sandcrawl`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum PluginsCmd {
     /// List the plugins in a folder: name, version, WIT version, sha256, URL patterns.
     List {
+        /// Folder of *.wasm plugin files.
         dir: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -67,13 +81,19 @@ pub enum PluginsCmd {
     },
     /// Validate a plugin file, or every *.wasm in a folder; exits non-zero with the reason
     /// for each one that cannot be loaded.
-    Check { path: PathBuf },
+    Check {
+        /// A plugin file, or a folder of *.wasm files.
+        path: PathBuf,
+    },
     /// Create a new plugin crate (manifest, parse function, fixture, native test, README)
     /// that builds outside this repository.
     New(new::NewArgs),
     /// Pin the plugins of a folder (name, version, WIT version, sha256) in DIR/plugins.lock,
     /// for `run --locked`.
-    Lock { dir: PathBuf },
+    Lock {
+        /// Folder of *.wasm plugin files; plugins.lock is written there.
+        dir: PathBuf,
+    },
 }
 
 pub async fn dispatch(cmd: Command) -> Result<i32> {
@@ -88,5 +108,49 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Parse(args) => parse::parse_offline(args).await,
         Command::Fetch(args) => fetch::fetch(args).await,
         Command::Replay(args) => replay::replay(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sandcrawl",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if matches!(a.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path}: {}", a.get_id()));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            if s.get_name() == "help" {
+                continue;
+            }
+            if s.get_about().is_none() {
+                missing.push(format!("{path} {} (the command)", s.get_name()));
+            }
+            walk(s, &format!("{path} {}", s.get_name()), missing);
+        }
+    }
+
+    /// `sandcrawl help` and every `--help` explain every flag and argument.
+    #[test]
+    fn every_command_flag_and_argument_has_help() {
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "sandcrawl", &mut missing);
+        assert!(missing.is_empty(), "no help text for: {missing:#?}");
     }
 }

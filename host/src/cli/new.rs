@@ -3,6 +3,8 @@
 //! comes with wasm SIMD on, a manifest and a parse function, a fixture, a native test and a
 //! README. It writes files only inside the new folder and refuses one that exists.
 
+use super::say::say;
+
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -107,7 +109,7 @@ pub fn new(args: NewArgs) -> Result<i32> {
         }
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
     }
-    eprintln!(
+    say!(
         "created plugin {name} in {}; next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 (see its README.md)",
         dir.display(),
         dir.display()

@@ -1,6 +1,8 @@
 //! `sandcrawl parse`: one plugin on one saved page, offline, printed as JSON, for plugin
 //! authors. It must not fetch.
 
+use super::say::say;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use sandcrawl::config::default_cache_dir;
 use sandcrawl::plugin::{Limits, PageInput, Runtime};
@@ -159,16 +161,16 @@ fn compare(golden: &Path, got: &serde_json::Value) -> Result<i32> {
         }
     }
     if diffs.is_empty() {
-        eprintln!("ok: the same items and links as {}", golden.display());
+        say!("ok: the same items and links as {}", golden.display());
         return Ok(0);
     }
     for d in diffs.iter().take(MAX_SHOWN) {
-        eprintln!("  {d}");
+        say!("  {d}");
     }
     if diffs.len() > MAX_SHOWN {
-        eprintln!("  … and {} more", diffs.len() - MAX_SHOWN);
+        say!("  … and {} more", diffs.len() - MAX_SHOWN);
     }
-    eprintln!(
+    say!(
         "error: the output differs from {} in {} places",
         golden.display(),
         diffs.len()

@@ -1,6 +1,8 @@
 //! `sandcrawl plugins list|check`: what a folder of plugins holds, and whether a file (or
 //! every file of a folder) loads. Everything a plugin wrote is escaped before it is printed.
 
+use super::say::say;
+
 use anyhow::Result;
 use sandcrawl::config::default_cache_dir;
 use sandcrawl::escape::escape;
@@ -32,7 +34,7 @@ pub async fn check(path: &Path) -> Result<i32> {
         );
     }
     for e in &errors {
-        eprintln!("error: {e}");
+        say!("error: {e}");
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
@@ -45,7 +47,7 @@ pub async fn lock(dir: &Path) -> Result<i32> {
     let (plugins, errors) = rt.load_dir(dir).await?;
     if !errors.is_empty() {
         for e in &errors {
-            eprintln!("error: {e}");
+            say!("error: {e}");
         }
         anyhow::bail!(
             "{} plugin file(s) in {} cannot be loaded; fix or remove them, then lock again",
@@ -66,7 +68,7 @@ pub async fn lock(dir: &Path) -> Result<i32> {
             p.info.sha256
         );
     }
-    eprintln!("wrote {}", path.display());
+    say!("wrote {}", path.display());
     Ok(0)
 }
 
@@ -74,7 +76,7 @@ pub async fn list(dir: &Path, json: bool) -> Result<i32> {
     let rt = Runtime::new(Limits::default(), default_cache_dir())?;
     let (plugins, errors) = rt.load_dir(dir).await?;
     for e in &errors {
-        eprintln!("error: {e}");
+        say!("error: {e}");
     }
     if json {
         let infos: Vec<_> = plugins.iter().map(|p| &p.info).collect();

@@ -1,6 +1,8 @@
 //! `sandcrawl replay`: flags into a config, plugins loaded, the stored pages of a `--warc`
 //! folder run through them (`crawl::replay`), the summary printed.
 
+use super::say::say;
+
 use anyhow::{Result, bail};
 use clap::Args;
 use sandcrawl::config::{CrawlConfig, parse_set};
@@ -55,15 +57,16 @@ pub async fn replay(args: ReplayArgs) -> Result<i32> {
             ),
         ));
     }
-    let cfg = CrawlConfig::load(args.config.as_deref(), &o)?;
+    let cfg = CrawlConfig::load(
+        super::run::config_file(args.config.as_deref()).as_deref(),
+        &o,
+    )?;
     let plugins = sandcrawl::crawl::roster::load(&cfg).await?;
     let refused = plugins.refused.len();
     let summary = sandcrawl::crawl::replay::run(cfg, plugins, &args.warc).await?;
-    eprintln!("{summary}");
+    super::say::report(&summary);
     if refused > 0 {
-        eprintln!(
-            "error: {refused} plugin file(s) could not be loaded; the replay ran without them"
-        );
+        say!("error: {refused} plugin file(s) could not be loaded; the replay ran without them");
         return Ok(3);
     }
     Ok(0)

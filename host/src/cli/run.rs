@@ -1,6 +1,8 @@
 //! `sandcrawl run`: flags into a config, plugins loaded, the crawl run with Ctrl+C wired to a
 //! graceful stop, the summary printed, and the exit code chosen (see README, "Exit codes").
 
+use super::say::say;
+
 use anyhow::{Result, anyhow};
 use clap::Args;
 use sandcrawl::config::{CrawlConfig, parse_set};
@@ -42,10 +44,13 @@ pub struct RunArgs {
     /// Keep every fetched page and download in WARC files in DIR (for `sandcrawl replay`).
     #[arg(long, value_name = "DIR")]
     warc: Option<PathBuf>,
+    /// Link hops from the seeds (seeds are depth 0). Default 20.
     #[arg(long)]
     max_depth: Option<u32>,
+    /// Pages fetched in the whole crawl, downloads not counted. Default 1,000,000.
     #[arg(long)]
     max_pages: Option<u64>,
+    /// Pages fetched from one host. Default 100,000.
     #[arg(long)]
     max_pages_per_host: Option<u64>,
     /// Allowed domain (repeatable; subdomains included). Default: the seeds' hosts.
@@ -66,6 +71,7 @@ pub struct RunArgs {
     /// Minimum ms between requests to one host.
     #[arg(long)]
     delay_ms: Option<u64>,
+    /// User-Agent header of every request, robots.txt groups are matched by its product token.
     #[arg(long)]
     user_agent: Option<String>,
     /// Extra request header "Name: value" (repeatable).
@@ -194,8 +200,25 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
-    let cfg = CrawlConfig::load(args.config.as_deref(), &args.overrides()?)?;
+    let cfg = CrawlConfig::load(
+        config_file(args.config.as_deref()).as_deref(),
+        &args.overrides()?,
+    )?;
     crawl(cfg).await
+}
+
+/// `--config`, or the file found in the usual places (`config::discover`), logged so the
+/// user knows which settings apply.
+pub(super) fn config_file(explicit: Option<&Path>) -> Option<PathBuf> {
+    let found = sandcrawl::config::discover(explicit);
+    match (&found, explicit) {
+        (Some(p), None) => tracing::info!("using config {}", p.display()),
+        (None, None) => tracing::debug!(
+            "no config file (./sandcrawl.toml or $XDG_CONFIG_HOME/sandcrawl/config.toml): built-in defaults"
+        ),
+        _ => {}
+    }
+    found
 }
 
 /// Exit code of a crawl whose every fetch failed (nothing was fetched at all).
@@ -205,14 +228,17 @@ const EXIT_PLUGINS_REFUSED: i32 = 3;
 /// Exit code of a crawl stopped by Ctrl+C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: i32 = 130;
 
-pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
+pub async fn crawl(mut cfg: CrawlConfig) -> Result<i32> {
+    if super::say::quiet() {
+        cfg.progress = false;
+    }
     let plugins = sandcrawl::crawl::roster::load(&cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = stop_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
+                say!(
                     "second Ctrl+C: exiting now; the state stays consistent and the next run resumes"
                 );
                 std::process::exit(130);
@@ -225,8 +251,7 @@ pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
     let summary = tokio::spawn(sandcrawl::crawl::run(cfg, plugins, stop_rx))
         .await
         .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
-    eprintln!();
-    eprintln!("{summary}");
+    super::say::report(&summary);
     if summary.stopped_early {
         return Ok(EXIT_INTERRUPTED);
     }
@@ -236,7 +261,7 @@ pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
-        eprintln!(
+        say!(
             "error: every fetch failed ({}); is the site reachable? the last cause of each kind is in {}/summary.json (error_samples)",
             kinds.join(", "),
             summary.state
@@ -244,7 +269,7 @@ pub async fn crawl(cfg: CrawlConfig) -> Result<i32> {
         return Ok(EXIT_ALL_FAILED);
     }
     if !summary.plugins_refused.is_empty() {
-        eprintln!(
+        say!(
             "error: {} plugin file(s) could not be loaded (see plugins_refused in summary.json); the crawl ran without them",
             summary.plugins_refused.len()
         );
