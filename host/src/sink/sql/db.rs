@@ -18,6 +18,40 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound parameters per statement: both servers stop at 65,535.
 const MAX_PARAMS: usize = 60_000;
 
+/// Binds one row's cells in order; the dialects differ only in how JSON and time text go in
+/// (PostgreSQL casts them, MySQL takes a DATETIME string).
+macro_rules! push_cells {
+    ($b:ident, $row:expr, json: |$j:ident| $json:block, time: |$t:ident| $time:block) => {
+        for cell in $row {
+            match cell {
+                Cell::Null => {
+                    $b.push("NULL");
+                }
+                Cell::Text(s) => {
+                    $b.push_bind(s.as_ref());
+                }
+                Cell::Int(i) => {
+                    $b.push_bind(*i);
+                }
+                Cell::Float(f) => {
+                    $b.push_bind(*f);
+                }
+                Cell::Bool(v) => {
+                    $b.push_bind(*v);
+                }
+                Cell::Json($j) => {
+                    let $j: &str = *$j;
+                    $json
+                }
+                Cell::Time($t) => {
+                    let $t: &str = *$t;
+                    $time
+                }
+            }
+        }
+    };
+}
+
 pub(super) enum Conn {
     Pg(PgConnection),
     My(MySqlConnection),
@@ -212,31 +246,11 @@ impl Conn {
                         ins.columns.join(", ")
                     ));
                     q.push_values(chunk, |mut b, row| {
-                        for cell in row {
-                            match cell {
-                                Cell::Null => {
-                                    b.push("NULL");
-                                }
-                                Cell::Text(s) => {
-                                    b.push_bind(s.as_ref());
-                                }
-                                Cell::Int(i) => {
-                                    b.push_bind(*i);
-                                }
-                                Cell::Float(f) => {
-                                    b.push_bind(*f);
-                                }
-                                Cell::Bool(v) => {
-                                    b.push_bind(*v);
-                                }
-                                Cell::Json(s) => {
-                                    b.push_bind(*s).push_unseparated("::jsonb");
-                                }
-                                Cell::Time(s) => {
-                                    b.push_bind(*s).push_unseparated("::timestamptz");
-                                }
-                            }
-                        }
+                        push_cells!(b, row, json: |s| {
+                            b.push_bind(s).push_unseparated("::jsonb");
+                        }, time: |t| {
+                            b.push_bind(t).push_unseparated("::timestamptz");
+                        });
                     });
                     q.push(" ON CONFLICT (id) DO NOTHING");
                     q.build().execute(&mut *c).await?.rows_affected()
@@ -280,31 +294,11 @@ impl Conn {
                         ins.columns.join(", ")
                     ));
                     q.push_values(fresh, |mut b, row| {
-                        for cell in row {
-                            match cell {
-                                Cell::Null => {
-                                    b.push("NULL");
-                                }
-                                Cell::Text(s) => {
-                                    b.push_bind(s.as_ref());
-                                }
-                                Cell::Int(i) => {
-                                    b.push_bind(*i);
-                                }
-                                Cell::Float(f) => {
-                                    b.push_bind(*f);
-                                }
-                                Cell::Bool(v) => {
-                                    b.push_bind(*v);
-                                }
-                                Cell::Json(s) => {
-                                    b.push_bind(*s);
-                                }
-                                Cell::Time(s) => {
-                                    b.push_bind(mysql_time(s));
-                                }
-                            }
-                        }
+                        push_cells!(b, row, json: |s| {
+                            b.push_bind(s);
+                        }, time: |t| {
+                            b.push_bind(mysql_time(t));
+                        });
                     });
                     q.build().execute(&mut *c).await?.rows_affected()
                 }
