@@ -2,7 +2,7 @@
 //! (also across kill -9 and a database outage), per-kind tables with typed columns, and one
 //! clear line, before anything is fetched, for every bad database URL. Each test works in a
 //! database of its own; the tests that stop a server or need password authentication start a
-//! private PostgreSQL (`sandcrawl_e2e::db::PrivatePg`).
+//! private server (`sandcrawl_e2e::db::PrivatePg`, `PrivateMariadb`).
 
 use sandcrawl_e2e::db::{Engine, PrivateMariadb, PrivatePg, TempDb, free_port, wait_until};
 use sandcrawl_e2e::{

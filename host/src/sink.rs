@@ -1,7 +1,8 @@
 //! Where items go: JSON Lines (to a file or stdout), CSV (`csv.rs`: one file per item kind,
 //! with real columns), PostgreSQL or MySQL/MariaDB (`sql/`), several of them at once
 //! (`outputs.rs`), plus the content-addressed files directory for downloads. `target.rs`
-//! reads what an `--out` value names.
+//! reads what an `--out` value names. The WARC output (`crate::warc`) is a `Sink` too: it
+//! keeps responses (`Sink::write_response`) rather than items.
 //!
 //! It owns output formats and the sink's half of crash safety. Each page's items get a
 //! ticket from [`Sink::write_page`]; the engine commits the page to the frontier only once

@@ -1,7 +1,8 @@
 //! The command line: one file per subcommand (`run`, `demo`, `plugins`, `new`, `parse`,
-//! `fetch`), each turning its flags into a call on the library and an exit code. It owns
-//! flags, exit codes and what is printed for a person; it must not crawl, fetch or parse
-//! itself.
+//! `fetch`, `replay`; `completions` is generated here), each turning its flags into a call on
+//! the library and an exit code, and `say` for the form of what is printed on stderr (text or
+//! JSON, `--quiet`). It owns flags, exit codes and what is printed for a person; it must not
+//! crawl, fetch or parse itself.
 
 mod demo;
 mod fetch;
