@@ -115,6 +115,26 @@ pub enum RunResult {
 /// not a position: `--watch` may swap the set of plugins while the page is in flight.
 pub type PluginRun = (std::sync::Arc<str>, RunResult, Duration);
 
+/// Adds a page's plugin runs to the per-plugin counters (the crawl's summary, a replay's).
+pub(super) fn tally(
+    plugins: &mut std::collections::BTreeMap<String, crate::summary::PluginStats>,
+    runs: Vec<PluginRun>,
+) {
+    for (name, result, took) in runs {
+        let st = plugins.entry(name.to_string()).or_default();
+        st.calls += 1;
+        st.time_ms += took.as_secs_f64() * 1000.0;
+        match result {
+            RunResult::Parsed { items, links } => {
+                st.items += items;
+                st.links += links;
+            }
+            RunResult::Failed(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
+            RunResult::Disabled => *st.errors.entry("disabled".into()).or_default() += 1,
+        }
+    }
+}
+
 /// What a worker did with a lease.
 pub enum Work {
     Disallowed,

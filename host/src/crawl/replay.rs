@@ -6,7 +6,7 @@
 //! records in order and handing them to the outputs; it must not fetch, and it queues no link.
 
 use super::Scope;
-use super::outcome::{RunResult, Work};
+use super::outcome::Work;
 use super::page::parse_page;
 use super::roster::{self, Roster};
 use super::worker::{RobotsCache, Shared};
@@ -121,19 +121,7 @@ pub async fn run(
             ..
         } = parse_page(&shared, &lease, resp, Vec::new()).await
         {
-            for (name, result, took) in plugin_runs {
-                let st = summary.plugins.entry(name.to_string()).or_default();
-                st.calls += 1;
-                st.time_ms += took.as_secs_f64() * 1000.0;
-                match result {
-                    RunResult::Parsed { items, links } => {
-                        st.items += items;
-                        st.links += links;
-                    }
-                    RunResult::Failed(e) => *st.errors.entry(e.kind().to_owned()).or_default() += 1,
-                    RunResult::Disabled => *st.errors.entry("disabled".into()).or_default() += 1,
-                }
-            }
+            super::outcome::tally(&mut summary.plugins, plugin_runs);
             for it in &mut items {
                 it.fetched_at.clone_from(&date);
             }

@@ -11,7 +11,7 @@
 //! (`fetch` says what a response means) and no plugin internals.
 
 use super::links::LinkFilter;
-use super::outcome::{Done, FailureKind, RunResult, Skip, Work};
+use super::outcome::{Done, FailureKind, Skip, Work};
 use super::ready::ReadyHosts;
 use super::scope::QueryVariants;
 use super::worker::{Claim, Shared, work_or_report};
@@ -493,23 +493,7 @@ impl Scheduler {
                 if links_dropped > 0 {
                     self.skip(Skip::LinkCap, links_dropped);
                 }
-                for (name, result, took) in plugin_runs {
-                    let st = self.summary.plugins.entry(name.to_string()).or_default();
-                    st.calls += 1;
-                    st.time_ms += took.as_secs_f64() * 1000.0;
-                    match result {
-                        RunResult::Parsed { items, links } => {
-                            st.items += items;
-                            st.links += links;
-                        }
-                        RunResult::Failed(e) => {
-                            *st.errors.entry(e.kind().to_owned()).or_default() += 1
-                        }
-                        RunResult::Disabled => {
-                            *st.errors.entry("disabled".into()).or_default() += 1
-                        }
-                    }
-                }
+                super::outcome::tally(&mut self.summary.plugins, plugin_runs);
                 let mut skips: Vec<Skip> = Vec::new();
                 let accepted = self.links.accept(
                     lease,

@@ -7,7 +7,6 @@
 //! (`sink::FilesStore` adopts the partial file) or whether to retry (`crawl`).
 
 use super::FetchError;
-use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use http_body_util::BodyExt as _;
@@ -15,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `[files]`: downloads' own bounds, separate from pages'.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -241,17 +240,7 @@ pub(super) async fn stream(
                     })
                     .map_err(std::io::Error::other);
                 let raw = tokio_util::io::StreamReader::new(stream);
-                let mut reader: Box<dyn AsyncRead + Send + Unpin> = match c {
-                    "gzip" | "x-gzip" => Box::new(GzipDecoder::new(raw)),
-                    "deflate" => Box::new(ZlibDecoder::new(raw)),
-                    "br" => Box::new(BrotliDecoder::new(raw)),
-                    "zstd" => Box::new(ZstdDecoder::new(raw)),
-                    other => {
-                        return Err(FetchError::Decode(format!(
-                            "unknown Content-Encoding {other:?}"
-                        )));
-                    }
-                };
+                let mut reader = super::decoder(c, raw)?;
                 let mut chunk = vec![0u8; 64 * 1024];
                 loop {
                     let n = tokio::time::timeout(to.read_timeout, reader.read(&mut chunk))

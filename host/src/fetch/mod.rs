@@ -679,17 +679,7 @@ impl Fetcher {
             })
             .map_err(std::io::Error::other);
         let raw = tokio_util::io::StreamReader::new(stream);
-        let mut reader: Box<dyn AsyncRead + Send + Unpin> = match coding.as_str() {
-            "gzip" | "x-gzip" => Box::new(GzipDecoder::new(raw)),
-            "deflate" => Box::new(ZlibDecoder::new(raw)),
-            "br" => Box::new(BrotliDecoder::new(raw)),
-            "zstd" => Box::new(ZstdDecoder::new(raw)),
-            other => {
-                return Err(FetchError::Decode(format!(
-                    "unknown Content-Encoding {other:?}"
-                )));
-            }
-        };
+        let mut reader = decoder(&coding, raw)?;
 
         // Decoded bytes are counted, so a decompression bomb stops at the same limit as a
         // large plain body.
@@ -894,6 +884,24 @@ impl hyper::rt::Write for ProxiedIo {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
+}
+
+/// A reader that decodes `coding` (Content-Encoding) from `raw`.
+fn decoder<R>(coding: &str, raw: R) -> Result<Box<dyn AsyncRead + Send + Unpin>, FetchError>
+where
+    R: tokio::io::AsyncBufRead + Send + Unpin + 'static,
+{
+    Ok(match coding {
+        "gzip" | "x-gzip" => Box::new(GzipDecoder::new(raw)),
+        "deflate" => Box::new(ZlibDecoder::new(raw)),
+        "br" => Box::new(BrotliDecoder::new(raw)),
+        "zstd" => Box::new(ZstdDecoder::new(raw)),
+        other => {
+            return Err(FetchError::Decode(format!(
+                "unknown Content-Encoding {other:?}"
+            )));
+        }
+    })
 }
 
 fn version_name(v: hyper::Version) -> &'static str {
