@@ -62,6 +62,11 @@ pub struct CrawlConfig {
     pub watch: bool,
     /// Where compiled plugins are cached. Default: $XDG_CACHE_HOME/sandcrawl or ~/.cache/sandcrawl.
     pub cache_dir: Option<PathBuf>,
+    /// Serve the status page, `/metrics` and the control API on this address (`--listen`).
+    pub listen: Option<String>,
+    /// Bearer token every request to `listen` must carry; required off loopback.
+    #[serde(skip_serializing)]
+    pub listen_token: Option<String>,
     pub scope: ScopeConfig,
     pub normalize: NormalizeConfig,
     pub politeness: PolitenessConfig,
@@ -96,6 +101,8 @@ impl Default for CrawlConfig {
             locked: false,
             watch: false,
             cache_dir: None,
+            listen: None,
+            listen_token: None,
             scope: ScopeConfig::default(),
             normalize: NormalizeConfig::default(),
             politeness: PolitenessConfig::default(),
@@ -342,6 +349,9 @@ impl CrawlConfig {
             bail!("fetch.max_redirects must be at most 100");
         }
         self.output.sql.check()?;
+        if let Some(listen) = &self.listen {
+            crate::monitor::check_listen(listen, self.listen_token.as_deref())?;
+        }
         let targets = self.output_targets()?;
         let mut keys: Vec<String> = targets.iter().map(crate::sink::Target::key).collect();
         keys.sort();

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod frontier;
 #[cfg(test)]
 mod fuzz;
+pub mod monitor;
 pub mod normalize;
 pub mod plugin;
 pub mod politeness;

@@ -76,6 +76,18 @@ struct Host {
     crawl_delay: Duration,
     adaptive_delay: Duration,
     latency_ewma: Option<f64>,
+    /// The status of the last answer (for the status page).
+    last_status: Option<u16>,
+}
+
+/// One host's politeness as the status page shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostView {
+    pub in_flight: usize,
+    pub delay: Duration,
+    pub last_status: Option<u16>,
+    /// Blocked (Retry-After, back-off) for this much longer.
+    pub backing_off: Option<Duration>,
 }
 
 pub struct Politeness {
@@ -164,6 +176,7 @@ impl Politeness {
             crawl_delay: Duration::ZERO,
             adaptive_delay: Duration::ZERO,
             latency_ewma: None,
+            last_status: None,
             per_host,
             delay,
         })
@@ -223,6 +236,9 @@ impl Politeness {
         self.in_flight = self.in_flight.saturating_sub(1);
         let h = self.host(host);
         h.in_flight = h.in_flight.saturating_sub(1);
+        if fb.status.is_some() {
+            h.last_status = fb.status;
+        }
         if !adaptive {
             return;
         }
@@ -272,6 +288,41 @@ impl Politeness {
 
     pub fn clamp_retry_after(&self, d: Duration) -> Duration {
         d.min(Duration::from_secs(self.cfg.retry_after_max_s))
+    }
+
+    /// `host` as the status page shows it, if a request to it ever started.
+    pub fn view(&self, host: &str, now: Instant) -> Option<HostView> {
+        let h = self.hosts.get(host)?;
+        Some(HostView {
+            in_flight: h.in_flight,
+            delay: self.effective_delay(host),
+            last_status: h.last_status,
+            backing_off: h
+                .blocked_until
+                .filter(|t| *t > now)
+                .map(|t| t.saturating_duration_since(now)),
+        })
+    }
+
+    /// Hosts with requests in flight or blocked now. O(hosts): for the status page only.
+    pub fn busy_hosts(&self, now: Instant) -> impl Iterator<Item = &str> {
+        self.hosts
+            .iter()
+            .filter(move |(_, h)| h.in_flight > 0 || h.blocked_until.is_some_and(|t| t > now))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Hosts blocked now (Retry-After, back-off). O(hosts): for the metrics only.
+    pub fn backing_off(&self, now: Instant) -> usize {
+        self.hosts
+            .values()
+            .filter(|h| h.blocked_until.is_some_and(|t| t > now))
+            .count()
+    }
+
+    /// Hosts a request has started to.
+    pub fn hosts_seen(&self) -> usize {
+        self.hosts.len()
     }
 
     fn effective_delay(&self, host: &str) -> Duration {

@@ -45,6 +45,10 @@ pub struct Summary {
     pub bytes: u64,
     pub items: u64,
     pub items_total: u64,
+    /// Items handed to the outputs this run, by kind (at most `MAX_KINDS` kinds; plugins
+    /// name them, so the rest are counted under "(other)").
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub items_by_kind: BTreeMap<String, u64>,
     pub status: BTreeMap<u16, u64>,
     pub errors: BTreeMap<String, u64>,
     /// Per error kind, the last URL that failed that way and its cause.
@@ -75,7 +79,21 @@ pub struct Summary {
     pub state: String,
 }
 
+/// Distinct item kinds counted by name in `items_by_kind` (and the metrics' labels).
+pub const MAX_KINDS: usize = 100;
+
 impl Summary {
+    /// Counts one item of `kind`.
+    pub fn count_item(&mut self, kind: &str) {
+        if let Some(n) = self.items_by_kind.get_mut(kind) {
+            *n += 1;
+        } else if self.items_by_kind.len() < MAX_KINDS {
+            self.items_by_kind.insert(kind.to_owned(), 1);
+        } else {
+            *self.items_by_kind.entry("(other)".to_owned()).or_default() += 1;
+        }
+    }
+
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
     }

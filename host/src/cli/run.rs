@@ -93,6 +93,19 @@ pub struct RunArgs {
     /// stop routing to a removed one.
     #[arg(long)]
     watch: bool,
+    /// Serve a live status page, Prometheus /metrics and the control API (/api/status,
+    /// pause, resume, stop, seeds) on ADDR, e.g. 127.0.0.1:9187.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Bearer token every request to --listen must carry; required unless ADDR is loopback.
+    /// Prefer the environment variable: a flag shows in `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SANDCRAWL_LISTEN_TOKEN",
+        hide_env_values = true
+    )]
+    listen_token: Option<String>,
     /// Set any config key: --set politeness.adaptive=true (repeatable; TOML values).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -191,6 +204,12 @@ impl RunArgs {
         }
         if self.watch {
             o.push(("watch".into(), V::Boolean(true)));
+        }
+        if let Some(a) = &self.listen {
+            o.push(("listen".into(), V::String(a.clone())));
+        }
+        if let Some(t) = &self.listen_token {
+            o.push(("listen_token".into(), V::String(t.clone())));
         }
         if self.no_progress {
             o.push(("progress".into(), V::Boolean(false)));

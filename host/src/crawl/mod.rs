@@ -54,6 +54,8 @@ pub async fn run(
     // Databases are connected and checked before the state directory is created or opened:
     // a wrong password or a read-only user leaves nothing behind.
     let outputs = crate::sink::Prepared::connect(cfg.output_targets()?, &cfg).await?;
+    // So is the --listen port: a taken one is one line, and nothing is created.
+    let listener = crate::monitor::Listener::bind(&cfg).await?;
     let mut frontier = FjallFrontier::open(&cfg.state)?;
     let mut token = frontier.sink_token()?;
     if let Some((output, have, committed)) = outputs.lost_tail(token.as_deref())? {
@@ -73,6 +75,7 @@ pub async fn run(
         plugins,
         frontier: Box::new(frontier),
         sink,
+        listener,
     };
     run_with(setup, stop).await
 }
@@ -87,6 +90,8 @@ pub(crate) struct Setup {
     pub plugins: roster::Loaded,
     pub frontier: Box<dyn Frontier>,
     pub sink: Box<dyn Sink>,
+    /// The `--listen` socket, bound.
+    pub listener: Option<crate::monitor::Listener>,
 }
 
 /// `run` on a given frontier and sink, with seeds already checked.
@@ -103,7 +108,10 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
             },
         mut frontier,
         sink,
+        listener,
     } = setup;
+    // Served from the start, so the page answers (as "starting") while sitemaps are read.
+    let monitor = listener.map(|l| l.start(cfg.scope.max_pages));
     // Start requests' hosts are in the default scope, as seeds' are.
     let mut scope_from = seeds.clone();
     scope_from.extend(
@@ -224,6 +232,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         frontier,
         sink,
         summary,
+        monitor,
     })?;
     let ran = scheduler.run(stop, &progress).await;
     let _ = done.send(true);
@@ -308,6 +317,7 @@ mod tests {
             plugins: roster::Loaded::default(),
             frontier: Box::new(MemoryFrontier::new()),
             sink: Box::new(MemorySink::default()),
+            listener: None,
         };
         let summary = run_with(setup, stop).await?;
         std::fs::remove_dir_all(&state).ok();

@@ -10,6 +10,8 @@
 //! while too many items wait no new page is started (back-pressure). It works through the `Frontier` and `Sink` traits and knows no HTTP
 //! (`fetch` says what a response means) and no plugin internals.
 
+mod live;
+
 use super::links::LinkFilter;
 use super::outcome::{Done, FailureKind, Skip, Work};
 use super::ready::ReadyHosts;
@@ -17,6 +19,7 @@ use super::scope::QueryVariants;
 use super::worker::{Claim, Shared, work_or_report};
 use crate::config::CrawlConfig;
 use crate::frontier::{Completion, Frontier, Lease, NewUrl, Outcome, UrlKind};
+use crate::monitor::{Monitor, RunState};
 use crate::normalize::Fingerprint;
 use crate::politeness::{Feedback, Politeness};
 use crate::progress::Progress;
@@ -63,6 +66,12 @@ pub struct Scheduler {
     token: Vec<u8>,
     /// Whether fetching is paused because too many items wait for the sink.
     paused: bool,
+    /// Whether fetching is paused from the API (`POST /api/pause`).
+    held: bool,
+    /// Whether a stop (Ctrl+C, `POST /api/stop`) is finishing the requests in flight.
+    stopping: bool,
+    /// The `--listen` endpoint's end, when there is one.
+    monitor: Option<Monitor>,
     items_before: u64,
     started: Instant,
 }
@@ -90,6 +99,7 @@ pub struct Parts {
     pub frontier: Box<dyn Frontier>,
     pub sink: Box<dyn Sink>,
     pub summary: Summary,
+    pub monitor: Option<Monitor>,
 }
 
 impl Scheduler {
@@ -111,6 +121,9 @@ impl Scheduler {
             pending_hosts: HashMap::new(),
             pending_pages: 0,
             paused: false,
+            held: false,
+            stopping: false,
+            monitor: p.monitor,
             cfg: p.cfg,
             shared: p.shared,
             frontier,
@@ -159,6 +172,7 @@ impl Scheduler {
                 self.started,
                 self.shared.fetcher.download_bytes(),
             );
+            self.publish_if_due();
             let sleep_for = next_wake
                 .map(|w| w.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(500))
@@ -174,15 +188,30 @@ impl Scheduler {
                 Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
                 () = self.sink.changed() => self.settle()?,
                 _ = tokio::time::sleep(sleep_for) => {}
+                control = Monitor::next(self.monitor.as_mut()) => {
+                    if let live::Next::Stop = self.control(control)? {
+                        return self.stop_now().await;
+                    }
+                }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
-                        self.summary.stopped_early = true;
-                        tracing::warn!(in_flight = self.in_flight, "stopping: finishing pages in flight (Ctrl+C again to quit at once)");
-                        return self.drain().await;
+                        return self.stop_now().await;
                     }
                 }
             }
         }
+    }
+
+    /// The graceful stop of Ctrl+C and `POST /api/stop`.
+    async fn stop_now(&mut self) -> Result<()> {
+        self.summary.stopped_early = true;
+        self.stopping = true;
+        tracing::warn!(
+            in_flight = self.in_flight,
+            "stopping: finishing pages in flight (Ctrl+C again to quit at once)"
+        );
+        self.publish(RunState::Stopping);
+        self.drain().await
     }
 
     /// Commits the leases in flight as they finish, for at most `STOP_GRACE`; the rest stay
@@ -194,6 +223,7 @@ impl Scheduler {
                 Some(done) = self.done_rx.recv(), if self.in_flight > 0 => self.commit(done)?,
                 Some(claim) = self.claims_rx.recv() => self.serve_claim(claim)?,
                 () = self.sink.changed() => self.settle()?,
+                control = Monitor::next(self.monitor.as_mut()) => self.refuse(control),
                 _ = tokio::time::sleep_until(grace) => break,
             }
         }
@@ -203,6 +233,7 @@ impl Scheduler {
     /// Makes everything durable and returns the summary.
     pub fn finish(mut self) -> Result<Summary> {
         self.checkpoint()?;
+        self.publish(RunState::Finished);
         let c = self.frontier.counters();
         let mut summary = self.summary;
         summary.items = self.sink.items_written() - self.items_before;
@@ -251,6 +282,11 @@ impl Scheduler {
         // Requests in flight count against max_pages before they finish, so the limit is exact.
         if !self.budget_left() {
             return Ok((false, None));
+        }
+        // Paused from the API: requests in flight finish, nothing new starts, and the crawl
+        // waits for a resume (or a stop) rather than ending.
+        if self.held {
+            return Ok((true, None));
         }
         // Back-pressure: while the sink is behind (a slow or unreachable database), pages in
         // flight finish but no new one starts, so memory stays bounded.
@@ -356,6 +392,7 @@ impl Scheduler {
 
     fn record_error(&mut self, kind: &FailureKind, url: &str, cause: &str) {
         let key = kind.key().into_owned();
+        self.note_error(&key, url, cause);
         *self.summary.errors.entry(key.clone()).or_default() += 1;
         self.summary.error_samples.insert(
             key,
@@ -418,6 +455,11 @@ impl Scheduler {
             self.politeness.set_crawl_delay(&host, d);
         }
         let status = work.status();
+        let runs: &[super::outcome::PluginRun] = match &work {
+            Work::Page { plugin_runs, .. } => plugin_runs,
+            _ => &[],
+        };
+        self.observe(status.map(|_| latency), runs);
         self.politeness
             .finished(&host, Feedback { latency, status });
         if let Some(s) = status {
@@ -565,6 +607,9 @@ impl Scheduler {
         page: Option<PendingPage>,
     ) -> Result<()> {
         let ticket = self.sink.write_page(items)?;
+        for item in items {
+            self.summary.count_item(&item.kind);
+        }
         if page.is_some() {
             self.pending_pages += 1;
             *self

@@ -212,6 +212,25 @@ pub struct Fetcher {
     responses: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Bytes of downloads written to disk so far (the progress line's download rate).
     download_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Downloads streaming to disk now.
+    downloads_active: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts one download as active while it lives (dropped on every way out, cancellation
+/// included).
+struct Active<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Active<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicU64) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Active(n)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Fetcher {
@@ -299,6 +318,7 @@ impl Fetcher {
             budget: ByteBudget::new(cfg.max_bytes_in_flight),
             responses: Default::default(),
             download_bytes: Default::default(),
+            downloads_active: Default::default(),
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
@@ -317,6 +337,12 @@ impl Fetcher {
     /// Download bytes written to disk so far by this fetcher and its clones.
     pub fn download_bytes(&self) -> u64 {
         self.download_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Downloads streaming to disk right now.
+    pub fn downloads_in_progress(&self) -> u64 {
+        self.downloads_active
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -441,6 +467,7 @@ impl Fetcher {
                 let mut hold = BudgetHold::default();
                 if let Some(to) = to.filter(|_| (200..300).contains(&status)) {
                     let version = version_name(resp.version());
+                    let _active = Active::new(&self.downloads_active);
                     let (file, wire_bytes) = download::stream(
                         resp,
                         status,

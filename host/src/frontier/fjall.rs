@@ -439,6 +439,14 @@ impl Frontier for FjallFrontier {
         self.host_queued.contains_key(host)
     }
 
+    fn host_queued(&self, host: &str) -> u64 {
+        self.host_queued.get(host).copied().unwrap_or(0)
+    }
+
+    fn largest_queues(&self, n: usize) -> Vec<(String, u64)> {
+        super::largest(self.host_queued.iter().map(|(h, q)| (h, *q)), n)
+    }
+
     fn take_woken(&mut self) -> Vec<String> {
         std::mem::take(&mut self.woken)
     }

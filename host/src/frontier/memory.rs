@@ -164,6 +164,14 @@ impl Frontier for MemoryFrontier {
         self.host_pages.get(host).copied().unwrap_or(0)
     }
 
+    fn host_queued(&self, host: &str) -> u64 {
+        self.queues.get(host).map_or(0, |q| q.len() as u64)
+    }
+
+    fn largest_queues(&self, n: usize) -> Vec<(String, u64)> {
+        super::largest(self.queues.iter().map(|(h, q)| (h, q.len() as u64)), n)
+    }
+
     fn counters(&self) -> Counters {
         self.counters
     }

@@ -232,6 +232,11 @@ pub trait Frontier: Send {
     ) -> Result<usize>;
     /// Pages fetched from `host` so far (for `max_pages_per_host`).
     fn host_pages(&self, host: &str) -> u64;
+    /// URLs of `host` queued and not in flight.
+    fn host_queued(&self, host: &str) -> u64;
+    /// The `n` hosts with the most queued URLs, largest first (the status page's table;
+    /// O(hosts), asked once a second at most and only with `--listen`).
+    fn largest_queues(&self, n: usize) -> Vec<(String, u64)>;
     fn counters(&self) -> Counters;
     /// The sink token stored by the last `complete`.
     fn sink_token(&self) -> Result<Option<Vec<u8>>>;
@@ -254,6 +259,21 @@ pub trait Frontier: Send {
     fn store_stats(&self) -> String {
         String::new()
     }
+}
+
+/// The `n` largest of `sizes`, largest first, ties by name.
+pub(crate) fn largest<'a>(
+    sizes: impl Iterator<Item = (&'a String, u64)>,
+    n: usize,
+) -> Vec<(String, u64)> {
+    let mut all: Vec<(&String, u64)> = sizes.filter(|(_, q)| *q > 0).collect();
+    let by_size = |a: &(&String, u64), b: &(&String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+    if all.len() > n && n > 0 {
+        all.select_nth_unstable_by(n - 1, by_size);
+    }
+    all.truncate(n);
+    all.sort_by(by_size);
+    all.into_iter().map(|(h, q)| (h.clone(), q)).collect()
 }
 
 /// Fingerprints recently found in the store or written to it (the frontier's use), or any
