@@ -7,8 +7,10 @@
 //! durable (at once for files, after the transaction for a database: `settle`) one frontier
 //! call marks the page (and every URL its redirects reached) done, queues its links and
 //! records the sink's position. Pages waiting for a database count against the budgets, and
-//! while too many items wait no new page is started (back-pressure). It works through the `Frontier` and `Sink` traits and knows no HTTP
-//! (`fetch` says what a response means) and no plugin internals.
+//! while too many items wait no new page is started (back-pressure). With `--listen`, it
+//! publishes a snapshot once a second and answers the API's pause, resume, stop and seeds
+//! between commits (`scheduler/live.rs`). It works through the `Frontier` and `Sink` traits
+//! and knows no HTTP (`fetch` says what a response means) and no plugin internals.
 
 mod live;
 
