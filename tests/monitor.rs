@@ -600,52 +600,28 @@ fn listen_refusals_are_one_line_and_leave_nothing_behind() {
     let dir = tempdir("monitor-refuse");
     let state = dir.join("state");
     let state_arg = state.to_str().expect("utf-8 path");
-    // Off loopback without a token.
-    let (st, _, err) = run_bin(
-        &[
-            "run",
-            "http://127.0.0.1:9/",
-            "--state",
-            state_arg,
-            "--listen",
-            "0.0.0.0:0",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(!st.success());
-    assert!(err.contains("--listen-token"), "{err}");
-    assert_eq!(errors(&err), 1, "{err}");
-    // A port already taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = taken.local_addr().expect("addr").to_string();
-    let (st, _, err) = run_bin(
-        &[
-            "run",
-            "http://127.0.0.1:9/",
-            "--state",
-            state_arg,
-            "--listen",
-            &addr,
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(!st.success());
-    assert!(err.contains("cannot listen there"), "{err}");
-    assert_eq!(errors(&err), 1, "{err}");
-    // Not an address.
-    let (st, _, err) = run_bin(
-        &[
-            "run",
-            "http://127.0.0.1:9/",
-            "--state",
-            state_arg,
-            "--listen",
-            "somewhere",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(!st.success());
-    assert!(err.contains("not an address"), "{err}");
+    let taken = taken.local_addr().expect("addr").to_string();
+    for (listen, says) in [
+        ("0.0.0.0:0", "--listen-token"), // off loopback without a token
+        (taken.as_str(), "cannot listen there"), // a port already taken
+        ("somewhere", "not an address"),
+    ] {
+        let (st, _, err) = run_bin(
+            &[
+                "run",
+                "http://127.0.0.1:9/",
+                "--state",
+                state_arg,
+                "--listen",
+                listen,
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(!st.success(), "{listen}");
+        assert!(err.contains(says), "{listen}: {err}");
+        assert_eq!(errors(&err), 1, "{listen}: {err}");
+    }
     assert!(
         !state.exists(),
         "a refused --listen created the state directory"
