@@ -236,12 +236,17 @@ fn a_1_gib_download_streams_to_disk_with_bounded_memory() {
     );
 }
 
-#[test]
-fn a_reset_download_resumes_with_range() {
+/// Crawls the one-download site whose server cuts the first attempt; checks the stored file
+/// is whole and that there were exactly two requests. Returns the state and each request's
+/// `Range` header.
+fn download_after_a_reset(
+    size: u64,
+    behaviour: Behaviour,
+    tag: &str,
+) -> (std::path::PathBuf, Vec<Option<String>>) {
     let rt = sandcrawl_e2e::runtime();
-    let size: u64 = 48 << 20;
-    let s = site(&rt, size, Behaviour::ResetThenRange);
-    let st = tempdir("dl-range");
+    let s = site(&rt, size, behaviour);
+    let st = tempdir(tag);
     let a = args(
         &st.display().to_string(),
         &s.server.url("/catalogue/big/index.html"),
@@ -254,6 +259,13 @@ fn a_reset_download_resumes_with_range() {
     assert_eq!(f["sha256"].as_str(), Some(expected_sha(size).as_str()));
     let ranges = s.ranges.lock().expect("lock").clone();
     assert_eq!(ranges.len(), 2, "{ranges:?}");
+    (st, ranges)
+}
+
+#[test]
+fn a_reset_download_resumes_with_range() {
+    let size: u64 = 48 << 20;
+    let (st, ranges) = download_after_a_reset(size, Behaviour::ResetThenRange, "dl-range");
     assert_eq!(ranges[0], None);
     // The second request asked for the rest only: from where the cut left the stored part
     // (what reached the disk before the reset, a little under 60%).
@@ -271,22 +283,8 @@ fn a_reset_download_resumes_with_range() {
 
 #[test]
 fn a_server_that_ignores_range_gets_a_full_restart() {
-    let rt = sandcrawl_e2e::runtime();
     let size: u64 = 24 << 20;
-    let s = site(&rt, size, Behaviour::ResetThenIgnoreRange);
-    let st = tempdir("dl-norange");
-    let a = args(
-        &st.display().to_string(),
-        &s.server.url("/catalogue/big/index.html"),
-    );
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (status, _, err) = run_bin(&refs, LIMIT);
-    assert!(status.success(), "{err}");
-    let f = stored_file(&st);
-    assert_eq!(f["size"].as_u64(), Some(size));
-    assert_eq!(f["sha256"].as_str(), Some(expected_sha(size).as_str()));
-    let ranges = s.ranges.lock().expect("lock").clone();
-    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    let (_, ranges) = download_after_a_reset(size, Behaviour::ResetThenIgnoreRange, "dl-norange");
     assert!(
         ranges[1].is_some(),
         "the retry asked for a range: {ranges:?}"

@@ -193,12 +193,18 @@ pub(super) async fn stream(
         .open(&to.partial)
         .await
         .map_err(|e| io_err("opening", &to.partial, e))?;
-    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut part = Part {
+        out: tokio::io::BufWriter::with_capacity(256 * 1024, file),
+        hasher,
+        written: 0,
+        start,
+        to,
+        counter,
+    };
     let declared = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    let mut written = 0u64;
     let mut wire = 0u64;
     let result: Result<(), FetchError> = async {
         match coding.as_deref() {
@@ -216,16 +222,7 @@ pub(super) async fn stream(
                         continue;
                     };
                     wire += data.len() as u64;
-                    write(
-                        &mut out,
-                        &data,
-                        &mut hasher,
-                        &mut written,
-                        start,
-                        to,
-                        counter,
-                    )
-                    .await?;
+                    part.push(&data).await?;
                 }
             }
             Some(c) => {
@@ -252,16 +249,7 @@ pub(super) async fn stream(
                     if n == 0 {
                         break;
                     }
-                    write(
-                        &mut out,
-                        &chunk[..n],
-                        &mut hasher,
-                        &mut written,
-                        start,
-                        to,
-                        counter,
-                    )
-                    .await?;
+                    part.push(&chunk[..n]).await?;
                 }
                 wire = wire_count.load(Ordering::Relaxed);
                 // A decoded length has nothing to do with Content-Length.
@@ -270,7 +258,10 @@ pub(super) async fn stream(
         Ok(())
     }
     .await;
-    let flushed = out.flush().await;
+    let flushed = part.out.flush().await;
+    let Part {
+        hasher, written, ..
+    } = part;
     match result {
         Err(FetchError::TooLarge(n)) => {
             to.discard();
@@ -307,25 +298,32 @@ pub(super) async fn stream(
     ))
 }
 
-async fn write(
-    out: &mut tokio::io::BufWriter<tokio::fs::File>,
-    data: &[u8],
-    hasher: &mut Sha256,
-    written: &mut u64,
+/// The part file being written: bytes go through the hash and the size bound on their way
+/// to disk, and count toward the progress line's download rate.
+struct Part<'a> {
+    out: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    /// Bytes written by this attempt (after the `start` bytes already on disk).
+    written: u64,
     start: u64,
-    to: &DownloadTo,
-    counter: &AtomicU64,
-) -> Result<(), FetchError> {
-    if start + *written + data.len() as u64 > to.max_bytes {
-        return Err(FetchError::TooLarge(to.max_bytes));
+    to: &'a DownloadTo,
+    counter: &'a AtomicU64,
+}
+
+impl Part<'_> {
+    async fn push(&mut self, data: &[u8]) -> Result<(), FetchError> {
+        if self.start + self.written + data.len() as u64 > self.to.max_bytes {
+            return Err(FetchError::TooLarge(self.to.max_bytes));
+        }
+        self.hasher.update(data);
+        self.out
+            .write_all(data)
+            .await
+            .map_err(|e| io_err("writing", &self.to.partial, e))?;
+        self.written += data.len() as u64;
+        self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
-    hasher.update(data);
-    out.write_all(data)
-        .await
-        .map_err(|e| io_err("writing", &to.partial, e))?;
-    *written += data.len() as u64;
-    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Feeds the first `have` bytes already on disk to the hash, so the sha256 covers the whole
