@@ -67,6 +67,21 @@ pub struct CrawlConfig {
     /// Bearer token every request to `listen` must carry; required off loopback.
     #[serde(skip_serializing)]
     pub listen_token: Option<String>,
+    /// A shared frontier on Redis (`--frontier redis://HOST:PORT/DB`): several processes on
+    /// several machines crawl one `crawl_id`. Unset: the embedded store in `state`. Not
+    /// serialized: it may carry a password.
+    #[serde(skip_serializing)]
+    pub frontier: Option<String>,
+    /// The shared crawl's name in Redis (`--crawl-id`); required with `frontier`.
+    pub crawl_id: Option<String>,
+    /// This process's name in the shared crawl (`--worker`). Default: the machine's host name
+    /// and a hash of the state directory, so a restarted worker resumes its own output.
+    pub worker: Option<String>,
+    /// Seconds a lease on a shared frontier lasts without a heartbeat: a killed worker's URLs
+    /// go back to their queues after this.
+    pub lease_ttl_s: u64,
+    /// Seconds a worker waits for an unreachable Redis (restarting) before the crawl stops.
+    pub redis_wait_s: u64,
     pub scope: ScopeConfig,
     pub normalize: NormalizeConfig,
     pub politeness: PolitenessConfig,
@@ -103,6 +118,11 @@ impl Default for CrawlConfig {
             cache_dir: None,
             listen: None,
             listen_token: None,
+            frontier: None,
+            crawl_id: None,
+            worker: None,
+            lease_ttl_s: 60,
+            redis_wait_s: 300,
             scope: ScopeConfig::default(),
             normalize: NormalizeConfig::default(),
             politeness: PolitenessConfig::default(),
@@ -352,6 +372,7 @@ impl CrawlConfig {
         if let Some(listen) = &self.listen {
             crate::monitor::check_listen(listen, self.listen_token.as_deref())?;
         }
+        self.check_shared()?;
         let targets = self.output_targets()?;
         let mut keys: Vec<String> = targets.iter().map(crate::sink::Target::key).collect();
         keys.sort();
@@ -359,6 +380,94 @@ impl CrawlConfig {
             bail!("output {} is named twice; give each --out once", w[0]);
         }
         Ok(())
+    }
+
+    /// `frontier`, `crawl_id`, `worker` and the lease timings.
+    pub fn check_shared(&self) -> Result<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+        };
+        let Some(url) = &self.frontier else {
+            if self.crawl_id.is_some() || self.worker.is_some() {
+                bail!(
+                    "--crawl-id and --worker name a shared crawl: add --frontier redis://HOST:PORT/DB (or drop them)"
+                );
+            }
+            return Ok(());
+        };
+        let shown = crate::frontier::redis::redact(url);
+        match url.split_once("://").map(|(s, _)| s) {
+            Some("redis") => {}
+            Some("rediss") => bail!(
+                "--frontier {shown}: TLS to Redis (rediss://) is not built in; reach Redis over a private network or an SSH/stunnel tunnel with redis://"
+            ),
+            _ => bail!("--frontier {shown}: not a Redis URL; use redis://[:PASSWORD@]HOST:PORT/DB"),
+        }
+        if url::Url::parse(url).is_err() {
+            bail!("--frontier {shown}: not a valid URL; use redis://[:PASSWORD@]HOST:PORT/DB");
+        }
+        match &self.crawl_id {
+            None => {
+                bail!("--frontier needs --crawl-id NAME: the name every worker of this crawl uses")
+            }
+            Some(id) if !name_ok(id) => bail!(
+                "--crawl-id {:?}: use 1 to 64 letters, digits, '.', '_', '-' or ':'",
+                crate::escape::escape(id)
+            ),
+            Some(_) => {}
+        }
+        if let Some(w) = &self.worker {
+            if !name_ok(w) {
+                bail!(
+                    "--worker {:?}: use 1 to 64 letters, digits, '.', '_', '-' or ':'",
+                    crate::escape::escape(w)
+                );
+            }
+        }
+        if self.lease_ttl_s < 5 || self.lease_ttl_s > 86_400 {
+            bail!("lease_ttl_s must be between 5 and 86400 seconds");
+        }
+        if self.redis_wait_s == 0 {
+            bail!("redis_wait_s must be above 0");
+        }
+        if self.output.to.iter().any(|t| t == "-") {
+            bail!(
+                "output \"-\" (stdout) cannot be resumed, and a worker of a shared crawl must be able to cut its output back; write to a file or a database"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where this worker's frontier lives, when it is shared.
+    pub fn redis_target(&self) -> Option<crate::frontier::RedisTarget> {
+        let url = self.frontier.clone()?;
+        let crawl_id = self.crawl_id.clone()?;
+        let worker = self.worker.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "worker".to_owned());
+            let dir = std::path::absolute(&self.state).unwrap_or_else(|_| self.state.clone());
+            let tag = crate::normalize::fingerprint_of(&dir.display().to_string());
+            let host: String = host
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || ".-_".contains(*c))
+                .take(40)
+                .collect();
+            format!("{host}-{}", hex::encode(&tag[..4]))
+        });
+        Some(crate::frontier::RedisTarget {
+            url,
+            crawl_id,
+            worker,
+            lease_ttl: std::time::Duration::from_secs(self.lease_ttl_s),
+            max_wait: std::time::Duration::from_secs(self.redis_wait_s),
+        })
     }
 
     /// The outputs, checked: each names a file, stdout or a database.

@@ -157,6 +157,16 @@ impl Politeness {
         )
     }
 
+    /// `host`'s per-host limit and the delay between its starts now (config, robots.txt
+    /// Crawl-delay, adaptive back-off): what a shared frontier enforces over every worker.
+    pub fn limits(&mut self, host: &str) -> crate::frontier::HostLimits {
+        let per_host = self.host(host).per_host;
+        crate::frontier::HostLimits {
+            per_host,
+            delay: self.effective_delay(host),
+        }
+    }
+
     pub fn config(&self) -> &PolitenessConfig {
         &self.cfg
     }

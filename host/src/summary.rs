@@ -5,6 +5,21 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Which shared crawl a worker ran in.
+#[derive(Debug, Clone, serde::Serialize, Default, PartialEq)]
+pub struct SharedCrawl {
+    pub frontier: String,
+    pub crawl_id: String,
+    pub worker: String,
+    /// The crawl had nothing queued or in flight when this worker started: it did nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub finished_before: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Per-plugin counters for the summary.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PluginStats {
@@ -75,6 +90,18 @@ pub struct Summary {
     /// Items an output could not take (a type clash in a per-kind table), by cause.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub output_rejected: BTreeMap<String, u64>,
+    /// With a shared frontier: URLs this worker fetched after its lease had expired and gone
+    /// to another worker (it stalled); their items were not written here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub leases_lost: u64,
+    /// With a shared frontier: the crawl id and this worker's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedCrawl>,
+    /// URLs done and failed before this run (a finished shared crawl).
+    #[serde(skip)]
+    pub done_before: u64,
+    #[serde(skip)]
+    pub failed_before: u64,
     pub files_dir: String,
     pub state: String,
 }

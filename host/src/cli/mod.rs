@@ -1,5 +1,5 @@
 //! The command line: one file per subcommand (`run`, `demo`, `plugins`, `new`, `parse`,
-//! `fetch`, `replay`; `completions` is generated here), each turning its flags into a call on
+//! `fetch`, `replay`, `status`; `completions` is generated here), each turning its flags into a call on
 //! the library and an exit code, and `say` for the form of what is printed on stderr (text or
 //! JSON, `--quiet`). It owns flags, exit codes and what is printed for a person; it must not
 //! crawl, fetch or parse itself.
@@ -12,6 +12,7 @@ mod plugins;
 mod replay;
 mod run;
 pub(crate) mod say;
+mod status;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -63,6 +64,9 @@ pub enum Command {
     /// Run plugins over the pages a crawl stored with --warc, with no network, and write
     /// their items as the crawl would (same routing, same item ids).
     Replay(replay::ReplayArgs),
+    /// Show a shared crawl on Redis: queues per host, workers and their last heartbeat,
+    /// pages/s, errors.
+    Status(status::StatusArgs),
     /// Print a shell completion script: `sandcrawl completions bash > /etc/bash_completion.d/sandcrawl`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -109,6 +113,7 @@ pub async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Parse(args) => parse::parse_offline(args).await,
         Command::Fetch(args) => fetch::fetch(args).await,
         Command::Replay(args) => replay::replay(args).await,
+        Command::Status(args) => status::status(args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(

@@ -106,6 +106,21 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     listen_token: Option<String>,
+    /// Share the crawl with other sandcrawl processes through Redis: redis://[:PASSWORD@]HOST:PORT/DB.
+    /// Every worker runs the same command; the first one seeds the crawl, later ones join.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SANDCRAWL_FRONTIER",
+        hide_env_values = true
+    )]
+    frontier: Option<String>,
+    /// The shared crawl's name (with --frontier).
+    #[arg(long, value_name = "NAME")]
+    crawl_id: Option<String>,
+    /// This process's name in the shared crawl (default: host name + a hash of --state).
+    #[arg(long, value_name = "NAME")]
+    worker: Option<String>,
     /// Set any config key: --set politeness.adaptive=true (repeatable; TOML values).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -214,6 +229,15 @@ impl RunArgs {
         if self.no_progress {
             o.push(("progress".into(), V::Boolean(false)));
         }
+        for (key, v) in [
+            ("frontier", &self.frontier),
+            ("crawl_id", &self.crawl_id),
+            ("worker", &self.worker),
+        ] {
+            if let Some(v) = v {
+                o.push((key.into(), V::String(v.clone())));
+            }
+        }
         Ok(o)
     }
 }
@@ -270,6 +294,16 @@ pub async fn crawl(mut cfg: CrawlConfig) -> Result<i32> {
     let summary = tokio::spawn(sandcrawl::crawl::run(cfg, plugins, stop_rx))
         .await
         .map_err(|e| anyhow::anyhow!("the crawl task failed: {e}"))??;
+    if let Some(shared) = summary.shared.as_ref().filter(|s| s.finished_before) {
+        say!(
+            "crawl {} on {} is finished ({} URLs done, {} failed); nothing to do. `sandcrawl status` shows it; a new crawl needs another --crawl-id",
+            shared.crawl_id,
+            shared.frontier,
+            summary.done_before,
+            summary.failed_before
+        );
+        return Ok(0);
+    }
     super::say::report(&summary);
     if summary.stopped_early {
         return Ok(EXIT_INTERRUPTED);

@@ -30,9 +30,10 @@ pub use scope::Scope;
 
 use crate::config::CrawlConfig;
 use crate::fetch::Fetcher;
-use crate::frontier::{FjallFrontier, Frontier, UrlKind};
+use crate::frontier::redis::{Description, Joined};
+use crate::frontier::{FjallFrontier, Frontier, RedisFrontier, UrlKind};
 use crate::sink::{FilesStore, Sink};
-use crate::summary::{PluginStats, Summary};
+use crate::summary::{PluginStats, SharedCrawl, Summary};
 use anyhow::{Context as _, Result};
 use scheduler::Parts;
 use std::sync::Arc;
@@ -56,7 +57,55 @@ pub async fn run(
     let outputs = crate::sink::Prepared::connect(cfg.output_targets()?, &cfg).await?;
     // So is the --listen port: a taken one is one line, and nothing is created.
     let listener = crate::monitor::Listener::bind(&cfg).await?;
-    let mut frontier = FjallFrontier::open(&cfg.state)?;
+    let (mut frontier, seeds, shared): (Box<dyn Frontier>, _, _) = match cfg.redis_target() {
+        None => (Box::new(FjallFrontier::open(&cfg.state)?), seeds, None),
+        Some(target) => {
+            let me = describe(&cfg, &seeds, &start, &plugins.plugins)?;
+            let mut shared = SharedCrawl {
+                frontier: crate::frontier::redis::redact(&target.url),
+                crawl_id: target.crawl_id.clone(),
+                worker: target.worker.clone(),
+                finished_before: false,
+            };
+            match RedisFrontier::join(&target, &me)? {
+                Joined::Finished(c, token) => {
+                    shared.finished_before = true;
+                    if token.is_some() {
+                        // Cuts this worker's output back to its last committed page.
+                        let mut sink = outputs.open(token.as_deref())?;
+                        sink.sync()?;
+                    }
+                    return Ok(Summary {
+                        shared: Some(shared),
+                        done_before: c.done,
+                        failed_before: c.failed,
+                        state: cfg.state.display().to_string(),
+                        ..Summary::default()
+                    });
+                }
+                Joined::Running {
+                    frontier,
+                    seeds: all,
+                } => {
+                    std::fs::create_dir_all(&cfg.state).with_context(|| {
+                        format!("creating the state directory {}", cfg.state.display())
+                    })?;
+                    tracing::info!(
+                        crawl_id = %target.crawl_id,
+                        worker = %target.worker,
+                        "joined the shared crawl on {}",
+                        shared.frontier
+                    );
+                    let seeds = if seeds.is_empty() {
+                        all.iter().filter_map(|s| url::Url::parse(s).ok()).collect()
+                    } else {
+                        seeds
+                    };
+                    (frontier as Box<dyn Frontier>, seeds, Some(shared))
+                }
+            }
+        }
+    };
     let mut token = frontier.sink_token()?;
     if let Some((output, have, committed)) = outputs.lost_tail(token.as_deref())? {
         let (requeued, synced) = frontier.rewind_to_checkpoint()?;
@@ -73,11 +122,47 @@ pub async fn run(
         seeds,
         start,
         plugins,
-        frontier: Box::new(frontier),
+        frontier,
         sink,
         listener,
+        shared,
     };
     run_with(setup, stop).await
+}
+
+/// What every worker of a shared crawl must agree on, and this one's seeds.
+fn describe(
+    cfg: &CrawlConfig,
+    seeds: &[url::Url],
+    start: &[crate::frontier::NewUrl],
+    plugins: &[crate::plugin::Plugin],
+) -> Result<Description> {
+    let p = &cfg.politeness;
+    let politeness = serde_json::json!({
+        "per_host": p.per_host,
+        "delay_ms": p.delay_ms,
+        "respect_robots": p.respect_robots,
+        "hosts": cfg.hosts,
+    });
+    let mut names: Vec<String> = plugins
+        .iter()
+        .map(|p| {
+            let sha = p.info.sha256.get(..16).unwrap_or(&p.info.sha256);
+            format!("{}@{} {sha}", p.info.name, p.info.version)
+        })
+        .collect();
+    names.sort();
+    let mut all: Vec<String> = seeds.iter().map(|u| u.to_string()).collect();
+    all.extend(start.iter().map(|n| n.record.url.clone()));
+    Ok(Description {
+        parts: vec![
+            ("scope", serde_json::to_string(&cfg.scope)?),
+            ("plugins", serde_json::to_string(&names)?),
+            ("politeness", politeness.to_string()),
+            ("normalize", serde_json::to_string(&cfg.normalize)?),
+        ],
+        seeds: all,
+    })
 }
 
 /// What a crawl runs on: its config, checked seeds, loaded plugins (and the refused ones, for
@@ -92,6 +177,8 @@ pub(crate) struct Setup {
     pub sink: Box<dyn Sink>,
     /// The `--listen` socket, bound.
     pub listener: Option<crate::monitor::Listener>,
+    /// Which shared crawl this worker is part of, if any.
+    pub shared: Option<SharedCrawl>,
 }
 
 /// `run` on a given frontier and sink, with seeds already checked.
@@ -109,6 +196,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         mut frontier,
         sink,
         listener,
+        shared: shared_crawl,
     } = setup;
     // Served from the start, so the page answers (as "starting") while sitemaps are read.
     let monitor = listener.map(|l| l.start(cfg.scope.max_pages));
@@ -197,6 +285,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         files_dir: cfg.files_path().display().to_string(),
         state: cfg.state.display().to_string(),
         plugins_refused: refused,
+        shared: shared_crawl,
         ..Summary::default()
     };
     if cfg.seeds_from_sitemaps {
@@ -318,6 +407,7 @@ mod tests {
             frontier: Box::new(MemoryFrontier::new()),
             sink: Box::new(MemorySink::default()),
             listener: None,
+            shared: None,
         };
         let summary = run_with(setup, stop).await?;
         std::fs::remove_dir_all(&state).ok();

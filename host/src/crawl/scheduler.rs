@@ -160,7 +160,13 @@ impl Scheduler {
         let checkpoint_every = Duration::from_secs(self.cfg.checkpoint_interval_s.max(1));
         loop {
             let (more, next_wake) = self.lease_round()?;
-            if self.in_flight == 0 && !more && self.pending.is_empty() {
+            self.frontier.tick(&self.worker_stats())?;
+            // Other workers of a shared crawl may still add links, unless the budget is spent.
+            if self.in_flight == 0
+                && !more
+                && self.pending.is_empty()
+                && !(self.budget_left() && self.frontier.shared_work()?)
+            {
                 return Ok(());
             }
             if last_checkpoint.elapsed() >= checkpoint_every {
@@ -232,9 +238,23 @@ impl Scheduler {
         Ok(())
     }
 
+    /// What this worker reports to a shared frontier.
+    fn worker_stats(&self) -> crate::frontier::WorkerStats {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        crate::frontier::WorkerStats {
+            pages: self.summary.pages,
+            items: self.sink.items_written() - self.items_before,
+            errors: self.summary.errors.values().sum(),
+            pages_per_s: self.summary.pages as f64 / secs,
+            in_flight: self.in_flight,
+            pid: std::process::id(),
+        }
+    }
+
     /// Makes everything durable and returns the summary.
     pub fn finish(mut self) -> Result<Summary> {
         self.checkpoint()?;
+        self.frontier.close()?;
         self.publish(RunState::Finished);
         let c = self.frontier.counters();
         let mut summary = self.summary;
@@ -245,6 +265,7 @@ impl Scheduler {
         summary.in_flight_left = unfinished;
         summary.queued_left = c.queued + unfinished;
         summary.output_rejected = self.sink.rejected();
+        summary.leases_lost = self.frontier.leases_lost();
         summary.elapsed_s = self.started.elapsed().as_secs_f64();
         summary.requests += self.shared.fetcher.responses();
         for active in self.shared.roster.current().iter() {
@@ -328,7 +349,8 @@ impl Scheduler {
                 && self.budget_left()
                 && self.under_host_cap(&host)
             {
-                let Some(lease) = self.frontier.lease(&host)? else {
+                let limits = self.politeness.limits(&host);
+                let Some(lease) = self.frontier.lease_polite(&host, limits)? else {
                     break;
                 };
                 self.start(&host, lease, now);
@@ -336,7 +358,14 @@ impl Scheduler {
             if !self.frontier.has_work(&host) {
                 continue;
             }
-            match self.politeness.ready_at(&host).filter(|at| *at > now) {
+            // A shared frontier may hold a host back for other workers' requests.
+            let store_wait = self.frontier.not_before(&host).filter(|at| *at > now);
+            match self
+                .politeness
+                .ready_at(&host)
+                .filter(|at| *at > now)
+                .max(store_wait)
+            {
                 Some(at) => self.hosts.wait_until(host, at),
                 None if self.politeness.host_in_flight(&host) > 0 => self.hosts.park(host),
                 // Only a global limit stopped it: first in line next round.
@@ -347,7 +376,11 @@ impl Scheduler {
             }
         }
         let more = self.budget_left() && self.hosts.has_scheduled();
-        Ok((more || self.in_flight > 0, self.hosts.next_due()))
+        let next = match (self.hosts.next_due(), self.frontier.wake_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((more || self.in_flight > 0, next))
     }
 
     fn start(&mut self, host: &str, lease: Lease, now: Instant) {
@@ -505,6 +538,9 @@ impl Scheduler {
                 self.record_error(&kind, &lease.record.url, &cause);
                 self.complete(lease, Outcome::Failed, is_page)
             }
+            // With a shared frontier, a worker that stalled past its lease's expiry lost the
+            // URL to another worker: it keeps nothing of it (that worker writes its items).
+            Work::Download { .. } | Work::Page { .. } if !self.frontier.confirm(lease)? => Ok(()),
             Work::Download {
                 resp,
                 item,
@@ -728,8 +764,10 @@ impl Scheduler {
         };
         tracing::debug!(url = %lease.record.url, attempt, ?wait, "retrying: {}: {cause}", kind.key());
         self.summary.retries += 1;
-        // Host-wide: a server that says "slow down" (or fails to answer) means all of it.
+        // Host-wide: a server that says "slow down" (or fails to answer) means all of it,
+        // for every worker of a shared crawl.
         self.politeness.block(host, wait);
+        self.frontier.block_host(host, wait)?;
         self.frontier.release(lease, attempt)?;
         Ok(())
     }

@@ -14,8 +14,10 @@
 mod fjall;
 pub mod keys;
 mod memory;
+pub mod redis;
 
 pub use self::fjall::{FjallFrontier, MARKER};
+pub use self::redis::{RedisFrontier, RedisTarget};
 pub use memory::MemoryFrontier;
 
 use crate::normalize::Fingerprint;
@@ -23,6 +25,7 @@ use anyhow::{Result, bail};
 use keys::QueueKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UrlState {
@@ -200,6 +203,34 @@ impl<'a> Completion<'a> {
     }
 }
 
+/// A host's politeness as this worker's config and robots.txt set it: a store shared by
+/// several workers enforces it across all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    pub per_host: usize,
+    pub delay: Duration,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            per_host: 1,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What a worker reports about itself to a shared store (`sandcrawl status`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerStats {
+    pub pages: u64,
+    pub items: u64,
+    pub errors: u64,
+    pub pages_per_s: f64,
+    pub in_flight: usize,
+    pub pid: u32,
+}
+
 /// The store behind the crawl scheduler. Shaped so that a shared, multi-process
 /// implementation (Redis with lease expiry) can slot in: leases are explicit, completion is
 /// one call that carries the new links and the sink's commit token, and the scheduler learns
@@ -258,6 +289,50 @@ pub trait Frontier: Send {
     /// What the store holds in memory and on disk, for benchmarks and debug logs.
     fn store_stats(&self) -> String {
         String::new()
+    }
+
+    // What a store shared by several workers (Redis) needs on top; the local stores keep
+    // the defaults, under which nothing changes.
+
+    /// `lease`, with this worker's politeness for the host, which a shared store enforces
+    /// over every worker (a `None` may then mean "not yet": see `not_before`).
+    fn lease_polite(&mut self, host: &str, _limits: HostLimits) -> Result<Option<Lease>> {
+        self.lease(host)
+    }
+    /// When a host that has work may be asked again (another worker holds its slots).
+    fn not_before(&self, _host: &str) -> Option<Instant> {
+        None
+    }
+    /// No request to `host` starts before `wait` has passed (Retry-After, back-off), in any
+    /// worker.
+    fn block_host(&mut self, _host: &str, _wait: Duration) -> Result<()> {
+        Ok(())
+    }
+    /// Whether this worker still holds `lease` (renewed if so). Asked right before a page's
+    /// items are written: a lease that expired and went to another worker writes nothing.
+    fn confirm(&mut self, _lease: &Lease) -> Result<bool> {
+        Ok(true)
+    }
+    /// Called every scheduler round: a shared store renews leases and reports the worker.
+    fn tick(&mut self, _stats: &WorkerStats) -> Result<()> {
+        Ok(())
+    }
+    /// Whether other workers still have URLs queued or in flight (this one must wait for
+    /// the links they may add rather than end the crawl).
+    fn shared_work(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// When the scheduler should look at the store again even if nothing happens locally.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+    /// Leases that expired under this worker and went to another.
+    fn leases_lost(&self) -> u64 {
+        0
+    }
+    /// The crawl ends in this worker: leases it still holds go back to their queues.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 

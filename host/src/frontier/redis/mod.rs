@@ -1,0 +1,716 @@
+//! The shared frontier: several sandcrawl processes, on one machine or many, crawl one crawl
+//! id whose queues, seen set, leases, per-host politeness and counters live in Redis.
+//!
+//! Every change is one Lua script (`scripts.rs`, keys in `common.lua`): a lease takes URLs of
+//! a host only while the host's in-flight count (over all workers) is under its limit and its
+//! next start has come; a completion is accepted only from the lease's current owner; a
+//! heartbeat renews the worker's leases and puts expired ones (a worker that died or stalled)
+//! back in their queues. This module stores what the scheduler decided; it must not fetch,
+//! parse or decide scope, and it does not write items (the scheduler asks [`Frontier::confirm`]
+//! before it does).
+
+mod conn;
+mod join;
+mod scripts;
+pub mod status;
+
+pub use conn::redact;
+pub use join::{Description, Joined};
+
+use super::{Completion, Counters, Frontier, HostLimits, Lease, NewUrl, Outcome, UrlState};
+use crate::normalize::Fingerprint;
+use anyhow::{Result, bail};
+use conn::Conn;
+use scripts::Scripts;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often the store is asked which hosts may start now.
+const POLL: Duration = Duration::from_millis(50);
+/// How often a worker renews its leases and reports itself.
+const BEAT: Duration = Duration::from_secs(1);
+/// URLs sent in one `add` call.
+const ADD_BATCH: usize = 1_000;
+/// Hosts taken from the schedule per poll.
+const POLL_HOSTS: usize = 1_000;
+/// URLs of one host leased in one call, when its delay lets several start at once.
+const LEASE_BATCH: usize = 16;
+
+/// Where a crawl's frontier lives and who this process is in it.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub url: String,
+    pub crawl_id: String,
+    pub worker: String,
+    pub lease_ttl: Duration,
+    /// How long a call waits for an unreachable Redis before the crawl stops.
+    pub max_wait: Duration,
+}
+
+pub struct RedisFrontier {
+    /// In a cell so that the read-only questions of the trait (`state`, `host_queued`) can
+    /// ask Redis too; the scheduler is the only user, from one task.
+    conn: RefCell<Conn>,
+    scripts: Scripts,
+    /// `sc:{ID}:`.
+    prefix: String,
+    worker: String,
+    ttl: Duration,
+    /// Leases this worker holds and has not completed, handed out or still buffered.
+    mine: HashMap<Fingerprint, Lease>,
+    /// Leased in a batch, not yet handed to the scheduler.
+    buffered: HashMap<String, VecDeque<Lease>>,
+    /// Hosts the store last said have work.
+    work: HashSet<String>,
+    /// Hosts the store said may not start before a time (another worker just started one).
+    not_before: HashMap<String, Instant>,
+    host_pages: HashMap<String, u64>,
+    woken: Vec<String>,
+    counters: Counters,
+    last_poll: Option<Instant>,
+    last_beat: Option<Instant>,
+    seen: super::SeenCache,
+    token: Option<Vec<u8>>,
+    /// Completions refused because the lease had expired and gone to another worker.
+    lost: u64,
+    stats: String,
+}
+
+/// Runs blocking Redis I/O from inside the crawl's async runtime without stalling it.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Milliseconds since the epoch: the clock every worker's times in Redis are on (keep the
+/// machines' clocks in sync, as NTP does).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn instant_at(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms()))
+}
+
+/// The order of a queued URL inside its host's queue: priority (highest first), then depth.
+fn order(priority: i32, depth: u32) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&(!((priority as u32) ^ 0x8000_0000)).to_be_bytes());
+    k[4..].copy_from_slice(&depth.to_be_bytes());
+    k
+}
+
+impl RedisFrontier {
+    /// Connects, creates or joins the crawl, and checks this worker may join it (see
+    /// [`Joined`]).
+    pub fn join(target: &RedisTarget, me: &Description) -> Result<Joined> {
+        let conn = blocking(|| Conn::open(&target.url, target.max_wait))?;
+        let frontier = RedisFrontier {
+            conn: RefCell::new(conn),
+            scripts: Scripts::new(),
+            prefix: prefix(&target.crawl_id),
+            worker: target.worker.clone(),
+            ttl: target.lease_ttl,
+            mine: HashMap::new(),
+            buffered: HashMap::new(),
+            work: HashSet::new(),
+            not_before: HashMap::new(),
+            host_pages: HashMap::new(),
+            woken: Vec::new(),
+            counters: Counters::default(),
+            last_poll: None,
+            last_beat: None,
+            seen: super::SeenCache::default(),
+            token: None,
+            lost: 0,
+            stats: "{}".to_owned(),
+        };
+        join::join(frontier, target, me)
+    }
+
+    fn call<T>(&self, f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let mut conn = self.conn.borrow_mut();
+        blocking(move || conn.call(f))
+    }
+
+    fn expiry(&self) -> u64 {
+        now_ms() + self.ttl.as_millis() as u64
+    }
+
+    /// Asks the store which hosts may start now, at most every `POLL`.
+    fn poll(&mut self) -> Result<()> {
+        if self.last_poll.is_some_and(|t| t.elapsed() < POLL) {
+            return Ok(());
+        }
+        self.last_poll = Some(Instant::now());
+        let key = format!("{}hosts", self.prefix);
+        let now = now_ms();
+        let due: Vec<String> = self.call(|c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(POLL_HOSTS)
+                .query(c)
+        })?;
+        for h in due {
+            self.not_before.remove(&h);
+            self.work.insert(h.clone());
+            self.woken.push(h);
+        }
+        Ok(())
+    }
+
+    /// Renews this worker's leases, reports it alive, requeues expired leases, and refreshes
+    /// the counters; at most every `BEAT` unless `now`.
+    fn beat(&mut self, force: bool) -> Result<()> {
+        if !force && self.last_beat.is_some_and(|t| t.elapsed() < BEAT) {
+            return Ok(());
+        }
+        self.last_beat = Some(Instant::now());
+        let (prefix, worker, expiry, stats) = (
+            self.prefix.clone(),
+            self.worker.clone(),
+            self.expiry(),
+            self.stats.clone(),
+        );
+        let fps: Vec<Vec<u8>> = self.mine.keys().map(|f| f.to_vec()).collect();
+        let script = &self.scripts.heartbeat;
+        let reply: Vec<redis::Value> = self.call(|c| {
+            let mut inv = script.prepare_invoke();
+            inv.arg(&prefix)
+                .arg(now_ms())
+                .arg(&worker)
+                .arg(expiry)
+                .arg(&stats);
+            for fp in &fps {
+                inv.arg(fp.as_slice());
+            }
+            inv.invoke(c)
+        })?;
+        let requeued = reply.first().map_or(0, int);
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "expired leases (a worker died or stalled) went back to their queues"
+            );
+        }
+        self.counters = counters_from(&reply[1.min(reply.len())..]);
+        Ok(())
+    }
+
+    fn record_json(record: &super::UrlRecord) -> Result<String> {
+        Ok(serde_json::to_string(record)?)
+    }
+
+    /// `add`'s and `complete`'s arguments for new URLs: fingerprint, host, order, record.
+    fn link_args(urls: &[NewUrl]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(urls.len() * 4);
+        for n in urls {
+            out.push(n.fp.to_vec());
+            out.push(n.record.host.as_bytes().to_vec());
+            out.push(order(n.record.priority, n.record.depth).to_vec());
+            out.push(Self::record_json(&n.record)?.into_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Takes leases of `host` from the store into the buffer.
+    fn fetch_leases(&mut self, host: &str, limits: HostLimits) -> Result<()> {
+        let want = if limits.delay.is_zero() {
+            limits.per_host.clamp(1, LEASE_BATCH)
+        } else {
+            1
+        };
+        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
+        let script = &self.scripts.lease;
+        let reply: Vec<redis::Value> = self.call(|c| {
+            {
+                script
+                    .prepare_invoke()
+                    .arg(&prefix)
+                    .arg(now_ms())
+                    .arg(&worker)
+                    .arg(expiry)
+                    .arg(host)
+                    .arg(limits.per_host.max(1))
+                    .arg(limits.delay.as_millis() as u64)
+                    .arg(want)
+                    .invoke(c)
+            }
+        })?;
+        let wait = reply.first().map_or(0, int);
+        let pages = reply.get(1).map_or(0, int);
+        self.host_pages.insert(host.to_owned(), pages);
+        if wait > 0 {
+            // Another worker holds the host's slots or just started one: poll again then.
+            let at = if wait >= 1e15 as u64 {
+                Instant::now() + POLL
+            } else {
+                instant_at(wait)
+            };
+            self.not_before.insert(host.to_owned(), at);
+            return Ok(());
+        }
+        if reply.len() <= 2 {
+            // Its queue is empty: the store dropped it from the schedule.
+            self.work.remove(host);
+            return Ok(());
+        }
+        let mut got = 0u64;
+        for pair in reply[2..].chunks(2) {
+            let [fp, record] = pair else { continue };
+            let (Some(fp), Some(record)) = (bytes(fp), bytes(record)) else {
+                continue;
+            };
+            let Ok(fp) = <Fingerprint>::try_from(fp.as_slice()) else {
+                bail!(
+                    "Redis returned a lease with a {}-byte fingerprint",
+                    fp.len()
+                );
+            };
+            let record: super::UrlRecord = serde_json::from_slice(&record).map_err(|e| {
+                anyhow::anyhow!(
+                    "Redis holds a corrupt URL record for {}: {e}",
+                    hex::encode(fp)
+                )
+            })?;
+            let lease = Lease::detached(fp, record);
+            self.mine.insert(fp, lease.clone());
+            self.buffered
+                .entry(host.to_owned())
+                .or_default()
+                .push_back(lease);
+            got += 1;
+        }
+        self.counters.queued = self.counters.queued.saturating_sub(got);
+        Ok(())
+    }
+
+    /// `state` of a fingerprint as the seen set holds it.
+    fn seen_field(fp: &Fingerprint) -> (u32, Vec<u8>) {
+        (
+            (u32::from(fp[0]) * 256 + u32::from(fp[1])) % 8192,
+            fp[2..10].to_vec(),
+        )
+    }
+}
+
+pub(crate) fn prefix(crawl_id: &str) -> String {
+    format!("sc:{{{crawl_id}}}:")
+}
+
+fn int(v: &redis::Value) -> u64 {
+    match v {
+        redis::Value::Int(i) => (*i).max(0) as u64,
+        redis::Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map_or(0, |f| f.max(0.0) as u64),
+        redis::Value::SimpleString(s) => s.parse::<f64>().map_or(0, |f| f.max(0.0) as u64),
+        _ => 0,
+    }
+}
+
+fn bytes(v: &redis::Value) -> Option<Vec<u8>> {
+    match v {
+        redis::Value::BulkString(b) => Some(b.clone()),
+        redis::Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// Counters from a flat field, value list.
+fn counters_from(flat: &[redis::Value]) -> Counters {
+    let mut c = Counters::default();
+    for pair in flat.chunks(2) {
+        let [k, v] = pair else { continue };
+        let v = int(v);
+        match bytes(k).as_deref() {
+            Some(b"known") => c.known = v,
+            Some(b"queued") => c.queued = v,
+            Some(b"done") => c.done = v,
+            Some(b"failed") => c.failed = v,
+            Some(b"pages") => c.pages = v,
+            _ => {}
+        }
+    }
+    c
+}
+
+impl Frontier for RedisFrontier {
+    fn add(&mut self, urls: Vec<NewUrl>) -> Result<usize> {
+        let fresh: Vec<NewUrl> = urls
+            .into_iter()
+            .filter(|n| !self.seen.contains(&n.fp))
+            .collect();
+        let mut added = 0;
+        for chunk in fresh.chunks(ADD_BATCH) {
+            let args = Self::link_args(chunk)?;
+            let prefix = self.prefix.clone();
+            let script = &self.scripts.add;
+            let n: i64 = self.call(|c| {
+                let mut inv = script.prepare_invoke();
+                inv.arg(&prefix).arg(chunk.len());
+                for a in &args {
+                    inv.arg(a.as_slice());
+                }
+                inv.invoke(c)
+            })?;
+            added += n.max(0) as usize;
+            for u in chunk {
+                self.seen.insert(u.fp);
+                if self.work.insert(u.record.host.clone()) {
+                    self.woken.push(u.record.host.clone());
+                }
+            }
+        }
+        self.counters.known += added as u64;
+        self.counters.queued += added as u64;
+        Ok(added)
+    }
+
+    fn hosts_with_work(&self) -> Vec<String> {
+        // The schedule is asked on the first `take_woken`.
+        Vec::new()
+    }
+
+    fn has_work(&self, host: &str) -> bool {
+        self.buffered.get(host).is_some_and(|q| !q.is_empty()) || self.work.contains(host)
+    }
+
+    fn take_woken(&mut self) -> Vec<String> {
+        if let Err(e) = self.poll() {
+            // The next round asks again; a Redis that stays away stops the crawl from the
+            // calls that must succeed (lease, complete).
+            tracing::debug!("polling the schedule: {e:#}");
+        }
+        std::mem::take(&mut self.woken)
+    }
+
+    fn lease(&mut self, host: &str) -> Result<Option<Lease>> {
+        self.lease_polite(host, HostLimits::default())
+    }
+
+    fn lease_polite(&mut self, host: &str, limits: HostLimits) -> Result<Option<Lease>> {
+        if let Some(l) = self.buffered.get_mut(host).and_then(|q| q.pop_front()) {
+            return Ok(Some(l));
+        }
+        if self
+            .not_before
+            .get(host)
+            .is_some_and(|t| *t > Instant::now())
+        {
+            return Ok(None);
+        }
+        self.fetch_leases(host, limits)?;
+        Ok(self.buffered.get_mut(host).and_then(|q| q.pop_front()))
+    }
+
+    fn not_before(&self, host: &str) -> Option<Instant> {
+        self.not_before.get(host).copied()
+    }
+
+    fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()> {
+        self.mine.remove(&lease.fp);
+        let mut record = lease.record.clone();
+        record.attempts = attempts;
+        let json = Self::record_json(&record)?;
+        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
+        let script = &self.scripts.release;
+        let fp = lease.fp;
+        let r: i64 = self.call(|c| {
+            {
+                script
+                    .prepare_invoke()
+                    .arg(&prefix)
+                    .arg(&worker)
+                    .arg(fp.as_slice())
+                    .arg(&json)
+                    .invoke(c)
+            }
+        })?;
+        if r < 0 {
+            self.lost += 1;
+            tracing::warn!(url = %lease.record.url, "this worker's lease had expired and went to another worker; not retried here");
+        } else {
+            self.counters.queued += 1;
+            self.work.insert(lease.record.host.clone());
+        }
+        Ok(())
+    }
+
+    fn block_host(&mut self, host: &str, wait: Duration) -> Result<()> {
+        let until = now_ms() + wait.as_millis() as u64;
+        let prefix = self.prefix.clone();
+        let script = &self.scripts.block;
+        let _: i64 = self.call(|c| {
+            {
+                script
+                    .prepare_invoke()
+                    .arg(&prefix)
+                    .arg(host)
+                    .arg(until)
+                    .invoke(c)
+            }
+        })?;
+        Ok(())
+    }
+
+    fn confirm(&mut self, lease: &Lease) -> Result<bool> {
+        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
+        let script = &self.scripts.confirm;
+        let fp = lease.fp;
+        let held: i64 = self.call(|c| {
+            {
+                script
+                    .prepare_invoke()
+                    .arg(&prefix)
+                    .arg(&worker)
+                    .arg(expiry)
+                    .arg(fp.as_slice())
+                    .invoke(c)
+            }
+        })?;
+        if held != 1 {
+            self.mine.remove(&lease.fp);
+            self.lost += 1;
+            tracing::warn!(
+                url = %lease.record.url,
+                "this worker's lease expired (it stalled past lease_ttl_s) and went to another worker: this page's items are not written here"
+            );
+        }
+        Ok(held == 1)
+    }
+
+    fn complete_admitting(
+        &mut self,
+        lease: &Lease,
+        done: Completion<'_>,
+        admit: &mut dyn FnMut(&NewUrl) -> bool,
+    ) -> Result<usize> {
+        self.mine.remove(&lease.fp);
+        let links: Vec<NewUrl> = done
+            .links
+            .into_iter()
+            .filter(|n| !self.seen.contains(&n.fp))
+            .filter(|n| admit(n))
+            .collect();
+        let args = Self::link_args(&links)?;
+        let aliases: Vec<Vec<u8>> = done
+            .aliases
+            .iter()
+            .filter(|a| **a != lease.fp)
+            .map(|a| a.to_vec())
+            .collect();
+        let state = match done.outcome {
+            Outcome::Done => "d",
+            Outcome::Failed => "f",
+        };
+        let counted = if done.counted_page { "1" } else { "0" };
+        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
+        let token = done.sink_token.to_vec();
+        let script = &self.scripts.complete;
+        let fp = lease.fp;
+        let n_links = links.len();
+        let added: i64 = self.call(|c| {
+            let mut inv = script.prepare_invoke();
+            inv.arg(&prefix)
+                .arg(&worker)
+                .arg(fp.as_slice())
+                .arg(state)
+                .arg(counted)
+                .arg(token.as_slice())
+                .arg(aliases.len());
+            for a in &aliases {
+                inv.arg(a.as_slice());
+            }
+            inv.arg(n_links);
+            for a in &args {
+                inv.arg(a.as_slice());
+            }
+            inv.invoke(c)
+        })?;
+        if added < 0 {
+            self.lost += 1;
+            tracing::warn!(
+                url = %lease.record.url,
+                "the store refused this page's completion: its lease had expired and went to another worker"
+            );
+            return Ok(0);
+        }
+        self.token = Some(done.sink_token.to_vec());
+        match done.outcome {
+            Outcome::Done => self.counters.done += 1,
+            Outcome::Failed => self.counters.failed += 1,
+        }
+        if done.counted_page {
+            self.counters.pages += 1;
+            *self
+                .host_pages
+                .entry(lease.record.host.clone())
+                .or_default() += 1;
+        }
+        for n in &links {
+            self.seen.insert(n.fp);
+            if self.work.insert(n.record.host.clone()) {
+                self.woken.push(n.record.host.clone());
+            }
+        }
+        self.counters.known += added as u64;
+        self.counters.queued += added as u64;
+        Ok(added as usize)
+    }
+
+    fn host_pages(&self, host: &str) -> u64 {
+        self.host_pages.get(host).copied().unwrap_or(0)
+    }
+
+    fn host_queued(&self, host: &str) -> u64 {
+        let key = format!("{}q:{host}", self.prefix);
+        let queued: Result<u64> = self.call(|c| redis::cmd("ZCARD").arg(&key).query(c));
+        queued.unwrap_or(0)
+    }
+
+    fn largest_queues(&self, n: usize) -> Vec<(String, u64)> {
+        let key = format!("{}hosts", self.prefix);
+        let prefix = &self.prefix;
+        let sizes: Result<Vec<(String, u64)>> = self.call(|c| {
+            let hosts: Vec<String> = redis::cmd("ZRANGE").arg(&key).arg(0).arg(9_999).query(c)?;
+            if hosts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for h in &hosts {
+                pipe.cmd("ZCARD").arg(format!("{prefix}q:{h}"));
+            }
+            let counts: Vec<u64> = pipe.query(c)?;
+            Ok(hosts.into_iter().zip(counts).collect())
+        });
+        let sizes = sizes.unwrap_or_default();
+        super::largest(sizes.iter().map(|(h, q)| (h, *q)), n)
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn sink_token(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.token.clone())
+    }
+
+    fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>> {
+        let (bucket, field) = Self::seen_field(fp);
+        let key = format!("{}s:{bucket}", self.prefix);
+        let lease = format!("{}lease", self.prefix);
+        let (mark, leased): (Option<String>, bool) = self.call(|c| {
+            redis::pipe()
+                .cmd("HGET")
+                .arg(&key)
+                .arg(&field)
+                .cmd("HEXISTS")
+                .arg(&lease)
+                .arg(fp.as_slice())
+                .query(c)
+        })?;
+        Ok(mark.map(|m| match m.as_str() {
+            "d" | "a" => UrlState::Done,
+            "f" => UrlState::Failed,
+            _ if leased => UrlState::Leased,
+            _ => UrlState::Queued,
+        }))
+    }
+
+    fn is_known(&mut self, fp: &Fingerprint) -> Result<bool> {
+        if self.seen.contains(fp) {
+            return Ok(true);
+        }
+        let (bucket, field) = Self::seen_field(fp);
+        let key = format!("{}s:{bucket}", self.prefix);
+        let known: bool = self.call(|c| redis::cmd("HEXISTS").arg(&key).arg(&field).query(c))?;
+        if known {
+            self.seen.insert(*fp);
+        }
+        Ok(known)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _synced_sink_token: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn rewind_to_checkpoint(&mut self) -> Result<(u64, Option<Vec<u8>>)> {
+        bail!(
+            "this worker's output lost its unsynced tail (power failure or OS crash), and pages completed in the shared frontier cannot be given back from one worker; run this worker with a new output (and --worker name), or use a database output, whose item ids make re-crawled pages idempotent"
+        )
+    }
+
+    fn tick(&mut self, stats: &super::WorkerStats) -> Result<()> {
+        self.stats = serde_json::to_string(stats)?;
+        self.beat(false)
+    }
+
+    fn shared_work(&mut self) -> Result<bool> {
+        let key = format!("{}counters", self.prefix);
+        let (queued, leased): (Option<i64>, Option<i64>) = self.call(|c| {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg("queued")
+                .arg("leased")
+                .query(c)
+        })?;
+        // Leases of this worker still buffered count: the scheduler will start them.
+        Ok(queued.unwrap_or(0) > 0 || leased.unwrap_or(0) > 0)
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        Some(self.last_poll.map_or_else(Instant::now, |t| t + POLL))
+    }
+
+    fn leases_lost(&self) -> u64 {
+        self.lost
+    }
+
+    fn close(&mut self) -> Result<()> {
+        // Leases not completed (buffered, or in flight when the crawl stopped) go back now
+        // rather than after their expiry, so the other workers take them at once.
+        let held: Vec<Lease> = self.mine.values().cloned().collect();
+        for l in held {
+            let attempts = l.record.attempts;
+            self.release(&l, attempts)?;
+        }
+        self.buffered.clear();
+        let key = format!("{}w:{}", self.prefix, self.worker);
+        let now = now_ms();
+        self.beat(true)?;
+        let _: () = self.call(|c| {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg("stopped")
+                .arg(now)
+                .query(c)
+        })?;
+        Ok(())
+    }
+
+    fn store_stats(&self) -> String {
+        format!(
+            "redis frontier {}: {} leases held, {} lost",
+            self.conn.borrow().shown(),
+            self.mine.len(),
+            self.lost
+        )
+    }
+}

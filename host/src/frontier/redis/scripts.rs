@@ -1,0 +1,41 @@
+//! The Lua scripts every change to a shared crawl goes through, each one atomic on the
+//! server (one `EVALSHA`, loaded again after a Redis restart). It owns their text; the
+//! keys they use are described in `common.lua`.
+
+use redis::Script;
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
+pub(crate) struct Scripts {
+    pub join: Script,
+    pub add: Script,
+    pub lease: Script,
+    pub complete: Script,
+    pub release: Script,
+    pub block: Script,
+    pub heartbeat: Script,
+    pub confirm: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            join: script!("join.lua"),
+            add: script!("add.lua"),
+            lease: script!("lease.lua"),
+            complete: script!("complete.lua"),
+            release: script!("release.lua"),
+            block: script!("block.lua"),
+            heartbeat: script!("heartbeat.lua"),
+            confirm: script!("confirm.lua"),
+        }
+    }
+}

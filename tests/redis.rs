@@ -1,0 +1,457 @@
+//! A crawl shared by several sandcrawl processes through Redis (`--frontier redis://…`), each
+//! test on a `redis-server` of its own: three workers give the items of a single-process
+//! crawl, fetch no URL twice and keep `per_host` across them; a worker killed with -9 loses
+//! nothing (its leases expire and go to the others); a Redis killed and restarted from its
+//! AOF mid-crawl is waited for; and bad input is one line each.
+
+use sandcrawl_e2e::redis::PrivateRedis;
+use sandcrawl_e2e::*;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The demo site under these host names (all on one loopback server).
+const HOSTS: usize = 4;
+const PER_HOST: usize = 2;
+
+/// What the site saw: every request as (host, path), and per host the requests in flight now
+/// and the most at once.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<(String, String)>,
+    in_flight: HashMap<String, (usize, usize)>,
+}
+
+struct Site {
+    server: Server,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Site {
+    fn start(rt: &tokio::runtime::Runtime, delay: Duration) -> Site {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let server = rt.block_on(serve("127.0.0.1", move |req| {
+            let log = Arc::clone(&log);
+            async move {
+                let host = header(&req, "host", "");
+                let path = req.uri().path().to_owned();
+                if let Ok(mut s) = log.lock() {
+                    s.requests.push((host.clone(), path.clone()));
+                    let e = s.in_flight.entry(host.clone()).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(e.0);
+                }
+                tokio::time::sleep(delay).await;
+                let (status, ct, body) = sandcrawl::demo::respond(&path);
+                if let Ok(mut s) = log.lock() {
+                    if let Some(e) = s.in_flight.get_mut(&host) {
+                        e.0 = e.0.saturating_sub(1);
+                    }
+                }
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", ct)
+                    .body(full(body))
+                    .expect("response")
+            }
+        }));
+        Site { server, seen }
+    }
+
+    fn seeds(&self) -> Vec<String> {
+        (0..HOSTS)
+            .map(|i| format!("http://h{i}.shared.test:{}/", self.server.addr.port()))
+            .collect()
+    }
+
+    fn reset(&self) {
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Seen::default();
+        }
+    }
+
+    /// Page requests (robots.txt is fetched once per worker and host, by design).
+    fn page_requests(&self) -> Vec<(String, String)> {
+        let s = self.seen.lock().expect("log");
+        s.requests
+            .iter()
+            .filter(|(_, p)| p != "/robots.txt")
+            .cloned()
+            .collect()
+    }
+
+    fn most_at_once(&self) -> usize {
+        let s = self.seen.lock().expect("log");
+        s.in_flight.values().map(|(_, m)| *m).max().unwrap_or(0)
+    }
+}
+
+/// The flags every run shares: the plugins, the host names, the politeness.
+fn common(site: &Site) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--no-progress".into(),
+        "--plugins".into(),
+        plugin("quotes").display().to_string(),
+        "--plugins".into(),
+        plugin("products").display().to_string(),
+        "--per-host".into(),
+        PER_HOST.to_string(),
+        "--set".into(),
+        "fetch.resolve={ \"*.shared.test\" = \"127.0.0.1\" }".into(),
+    ];
+    a.extend(site.seeds());
+    a
+}
+
+fn worker(site: &Site, redis: &str, id: &str, name: &str, state: &Path, extra: &[&str]) -> Child {
+    let mut args = common(site);
+    args.extend(
+        [
+            "--frontier",
+            redis,
+            "--crawl-id",
+            id,
+            "--worker",
+            name,
+            "--state",
+            &state.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker")
+}
+
+fn finish(mut child: Child, what: &str) -> String {
+    let status = wait_bounded(&mut child, Duration::from_secs(120));
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = status.unwrap_or_else(|| panic!("{what} did not finish in 120 s: {err}"));
+    assert!(status.success(), "{what} failed ({status}): {err}");
+    err
+}
+
+/// Item ids of every items file given; panics on an id written twice.
+fn item_ids(states: &[PathBuf]) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for st in states {
+        let path = st.join("items.jsonl");
+        if !path.exists() {
+            continue;
+        }
+        for item in read_items(&path) {
+            let id = item["id"].as_str().expect("item id").to_owned();
+            assert!(ids.insert(id.clone()), "item {id} written twice: {item}");
+        }
+    }
+    ids
+}
+
+/// The items of one process crawling the site alone on the embedded frontier.
+fn reference(site: &Site) -> BTreeSet<String> {
+    let st = tempdir("redis-ref");
+    let mut args = common(site);
+    args.extend(["--state".to_string(), st.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = run_bin(&args, Duration::from_secs(120));
+    assert!(status.success(), "reference crawl: {err}");
+    let ids = item_ids(std::slice::from_ref(&st));
+    assert!(
+        ids.len() > 200,
+        "the reference crawl found {} items",
+        ids.len()
+    );
+    site.reset();
+    ids
+}
+
+fn status_json(redis: &str, id: &str) -> serde_json::Value {
+    let (st, out, err) = run_bin(
+        &["status", "--frontier", redis, "--crawl-id", id, "--json"],
+        Duration::from_secs(30),
+    );
+    assert!(st.success(), "status: {err}");
+    serde_json::from_str(&out).expect("status json")
+}
+
+#[test]
+fn three_workers_crawl_once_what_one_process_crawls() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(5));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("three");
+    let states: Vec<PathBuf> = (0..3).map(|i| tempdir(&format!("redis-w{i}"))).collect();
+    let workers: Vec<Child> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| worker(&site, &redis.url(), "three", &format!("w{i}"), st, &[]))
+        .collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        finish(w, &format!("worker {i}"));
+    }
+    assert_eq!(item_ids(&states), want, "the union of the workers' items");
+    let pages = site.page_requests();
+    let distinct: BTreeSet<&(String, String)> = pages.iter().collect();
+    assert_eq!(distinct.len(), pages.len(), "a URL was fetched twice");
+    assert!(
+        site.most_at_once() <= PER_HOST,
+        "a host saw {} requests at once over all workers (per_host {PER_HOST})",
+        site.most_at_once()
+    );
+    // Every worker took part, and each summary names the shared crawl.
+    let worked = states
+        .iter()
+        .filter(|st| summary(st)["pages"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(worked >= 2, "only {worked} of 3 workers fetched anything");
+    assert_eq!(summary(&states[0])["shared"]["crawl_id"], "three");
+
+    let s = status_json(&redis.url(), "three");
+    assert_eq!(s["finished"], true, "{s}");
+    assert_eq!(s["workers"].as_array().map(Vec::len), Some(3), "{s}");
+    assert_eq!(s["counters"]["queued"], 0, "{s}");
+    let (ok, text, _) = run_bin(
+        &["status", "--frontier", &redis.url(), "--crawl-id", "three"],
+        Duration::from_secs(30),
+    );
+    assert!(ok.success());
+    assert!(text.contains("crawl three (finished)"), "{text}");
+    assert!(
+        text.contains("w0") && text.contains("last heartbeat"),
+        "{text}"
+    );
+
+    // A worker started on the finished crawl says so and exits 0, fetching nothing.
+    site.reset();
+    let late = tempdir("redis-late");
+    let err = finish(
+        worker(&site, &redis.url(), "three", "late", &late, &[]),
+        "late worker",
+    );
+    assert!(err.contains("is finished"), "{err}");
+    assert!(site.page_requests().is_empty());
+}
+
+#[test]
+fn a_worker_killed_mid_crawl_loses_nothing() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(60));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("kill");
+    let states: Vec<PathBuf> = (0..3).map(|i| tempdir(&format!("redis-k{i}"))).collect();
+    let ttl = ["--set", "lease_ttl_s=5"];
+    let mut workers: Vec<Child> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| worker(&site, &redis.url(), "kill", &format!("k{i}"), st, &ttl))
+        .collect();
+    assert!(
+        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 40),
+        "the crawl did not get going"
+    );
+    let victim = workers.remove(0);
+    let mut victim = victim;
+    victim.kill().expect("kill -9");
+    let _ = victim.wait();
+    for (i, w) in workers.into_iter().enumerate() {
+        finish(w, &format!("worker {}", i + 1));
+    }
+    let s = status_json(&redis.url(), "kill");
+    assert_eq!(s["finished"], true, "{s}");
+    let expired = s["expired"].as_u64().unwrap_or(0);
+    assert!(expired > 0, "the killed worker held no lease? {s}");
+    // Restarted, the killed worker finds the crawl finished and cuts its output back to the
+    // last page it committed (it may have written the items of a page it was completing).
+    let err = finish(
+        worker(&site, &redis.url(), "kill", "k0", &states[0], &ttl),
+        "restarted worker",
+    );
+    assert!(err.contains("is finished"), "{err}");
+    assert_eq!(item_ids(&states), want, "the union of the workers' items");
+    // Only the URLs the killed worker had leased may have been fetched twice.
+    let pages = site.page_requests();
+    let distinct: BTreeSet<&(String, String)> = pages.iter().collect();
+    let again = pages.len() - distinct.len();
+    assert!(
+        again as u64 <= expired,
+        "{again} URLs fetched twice, but only {expired} leases expired"
+    );
+}
+
+#[test]
+fn a_redis_restart_mid_crawl_is_waited_for() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(40));
+    let want = reference(&site);
+    let mut redis = PrivateRedis::start("restart");
+    let url = redis.url();
+    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-r{i}"))).collect();
+    let ttl = ["--set", "lease_ttl_s=5"];
+    let workers: Vec<Child> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| worker(&site, &url, "restart", &format!("r{i}"), st, &ttl))
+        .collect();
+    assert!(
+        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 40),
+        "the crawl did not get going"
+    );
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    redis.start_server();
+    let logs: Vec<String> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| finish(w, &format!("worker {i}")))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("lost Redis"))
+            && logs.iter().any(|l| l.contains("Redis is back")),
+        "{logs:?}"
+    );
+    assert_eq!(item_ids(&states), want, "the union of the workers' items");
+    assert_eq!(status_json(&url, "restart")["finished"], true);
+}
+
+/// Runs a worker that must be refused, and returns its stderr's error line.
+fn refused(args: &[&str]) -> String {
+    let (status, _, err) = run_bin(args, Duration::from_secs(60));
+    assert!(!status.success(), "{args:?} was not refused: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn bad_redis_input_is_one_line_each() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::ZERO);
+    let st = tempdir("redis-bad");
+    let state = st.display().to_string();
+    let base = common(&site);
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut a = base.clone();
+        a.extend(["--state".to_string(), state.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let check = |extra: &[&str], want: &str| {
+        let args = with(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = refused(&args);
+        assert!(line.contains(want), "{extra:?}: {line}");
+    };
+    let nobody = format!("redis://127.0.0.1:{}/0", db::free_port());
+    check(
+        &["--frontier", &nobody, "--crawl-id", "x"],
+        "cannot reach Redis at",
+    );
+    check(&["--frontier", &nobody], "--frontier needs --crawl-id");
+    check(&["--crawl-id", "x"], "add --frontier");
+    check(
+        &["--frontier", "rediss://127.0.0.1:1/0", "--crawl-id", "x"],
+        "TLS",
+    );
+    check(
+        &["--frontier", "http://127.0.0.1:1/", "--crawl-id", "x"],
+        "not a Redis URL",
+    );
+    check(&["--frontier", &nobody, "--crawl-id", "a b"], "--crawl-id");
+
+    let locked = PrivateRedis::with_password("pw", "right-password");
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/0", locked.port);
+    let line = {
+        let args = with(&["--frontier", &wrong, "--crawl-id", "x"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args)
+    };
+    assert!(line.contains("refused the password"), "{line}");
+    assert!(
+        !line.contains("wrong"),
+        "the password is not printed: {line}"
+    );
+    let none = format!("redis://127.0.0.1:{}/0", locked.port);
+    check(
+        &["--frontier", &none, "--crawl-id", "x"],
+        "needs a password",
+    );
+
+    // A crawl id created with one politeness refuses a worker with another, naming it.
+    let redis = PrivateRedis::start("cfg");
+    let first = worker(
+        &site,
+        &redis.url(),
+        "cfg",
+        "one",
+        &tempdir("redis-cfg1"),
+        &["--max-pages", "3"],
+    );
+    finish(first, "first worker");
+    let other = tempdir("redis-cfg2").display().to_string();
+    let args = {
+        let mut a = common(&site);
+        a.extend(
+            [
+                "--frontier",
+                &redis.url(),
+                "--crawl-id",
+                "cfg",
+                "--state",
+                &other,
+                "--max-pages",
+                "3",
+                "--set",
+                "politeness.delay_ms=250",
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = refused(&args);
+    assert!(
+        line.contains("politeness.delay_ms (here 250, in the crawl 0)"),
+        "{line}"
+    );
+    // Another plugin set is refused the same way.
+    let args = [
+        "run",
+        "--no-progress",
+        "--plugins",
+        &plugin("quotes").display().to_string(),
+        "--frontier",
+        &redis.url(),
+        "--crawl-id",
+        "cfg",
+        "--state",
+        &other,
+        "--max-pages",
+        "3",
+    ];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.extend(site.seeds());
+    args.extend([
+        "--per-host".into(),
+        PER_HOST.to_string(),
+        "--set".into(),
+        "fetch.resolve={ \"*.shared.test\" = \"127.0.0.1\" }".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = refused(&args);
+    assert!(line.contains("different plugins"), "{line}");
+}
