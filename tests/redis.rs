@@ -293,6 +293,50 @@ fn a_worker_killed_mid_crawl_loses_nothing() {
     );
 }
 
+/// A worker frozen (SIGSTOP) past its leases' expiry: the other worker takes its URLs; thawed,
+/// the frozen one finishes its requests but writes none of those pages' items (its leases are
+/// gone), so no item is written twice.
+#[test]
+fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(60));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("stall");
+    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-s{i}"))).collect();
+    let ttl = ["--set", "lease_ttl_s=5"];
+    let mut workers: Vec<Child> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| worker(&site, &redis.url(), "stall", &format!("s{i}"), st, &ttl))
+        .collect();
+    assert!(
+        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 30),
+        "the crawl did not get going"
+    );
+    let frozen = workers[0].id() as i32;
+    // SAFETY: signalling a child process this test spawned and still owns.
+    unsafe { libc::kill(frozen, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(8));
+    // SAFETY: as above.
+    unsafe { libc::kill(frozen, libc::SIGCONT) };
+    for (i, w) in workers.into_iter().enumerate() {
+        finish(w, &format!("worker {i}"));
+    }
+    assert_eq!(item_ids(&states), want, "the union of the workers' items");
+    let lost = summary(&states[0])["leases_lost"].as_u64().unwrap_or(0);
+    assert!(
+        lost > 0,
+        "the frozen worker lost no lease: {}",
+        summary(&states[0])
+    );
+    assert!(
+        status_json(&redis.url(), "stall")["expired"]
+            .as_u64()
+            .unwrap_or(0)
+            >= lost
+    );
+}
+
 #[test]
 fn a_redis_restart_mid_crawl_is_waited_for() {
     let rt = runtime();

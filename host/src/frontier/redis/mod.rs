@@ -57,8 +57,9 @@ pub struct RedisFrontier {
     prefix: String,
     worker: String,
     ttl: Duration,
-    /// Leases this worker holds and has not completed, handed out or still buffered.
-    mine: HashMap<Fingerprint, Lease>,
+    /// Leases this worker holds and has not completed, handed out or still buffered, with
+    /// when their expiry was last pushed out (the moment that call was sent).
+    mine: HashMap<Fingerprint, (Lease, Instant)>,
     /// Leased in a batch, not yet handed to the scheduler.
     buffered: HashMap<String, VecDeque<Lease>>,
     /// Hosts the store last said have work.
@@ -176,7 +177,8 @@ impl RedisFrontier {
         if !force && self.last_beat.is_some_and(|t| t.elapsed() < BEAT) {
             return Ok(());
         }
-        self.last_beat = Some(Instant::now());
+        let sent = Instant::now();
+        self.last_beat = Some(sent);
         let (prefix, worker, expiry, stats) = (
             self.prefix.clone(),
             self.worker.clone(),
@@ -204,7 +206,28 @@ impl RedisFrontier {
                 "expired leases (a worker died or stalled) went back to their queues"
             );
         }
-        self.counters = counters_from(&reply[1.min(reply.len())..]);
+        if let Some(redis::Value::Array(flat)) = reply.get(1) {
+            self.counters = counters_from(flat);
+        }
+        let mut gone: HashSet<Fingerprint> = HashSet::new();
+        if let Some(redis::Value::Array(fps)) = reply.get(2) {
+            gone.extend(
+                fps.iter()
+                    .filter_map(bytes)
+                    .filter_map(|b| <Fingerprint>::try_from(b.as_slice()).ok()),
+            );
+        }
+        for (fp, (_, renewed)) in self.mine.iter_mut() {
+            if !gone.contains(fp) {
+                *renewed = sent;
+            }
+        }
+        // Leases this worker stalled past: `confirm` asks the store about them (and is told
+        // no), so their pages' items are not written here.
+        self.mine.retain(|fp, _| !gone.contains(fp));
+        for q in self.buffered.values_mut() {
+            q.retain(|l| !gone.contains(&l.fp));
+        }
         Ok(())
     }
 
@@ -231,6 +254,7 @@ impl RedisFrontier {
         } else {
             1
         };
+        let sent = Instant::now();
         let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
         let script = &self.scripts.lease;
         let reply: Vec<redis::Value> = self.call(|c| {
@@ -285,7 +309,7 @@ impl RedisFrontier {
                 )
             })?;
             let lease = Lease::detached(fp, record);
-            self.mine.insert(fp, lease.clone());
+            self.mine.insert(fp, (lease.clone(), sent));
             self.buffered
                 .entry(host.to_owned())
                 .or_default()
@@ -467,6 +491,16 @@ impl Frontier for RedisFrontier {
     }
 
     fn confirm(&mut self, lease: &Lease) -> Result<bool> {
+        // A lease renewed less than half its lifetime ago cannot have expired (unless the
+        // machines' clocks differ by that much): no round trip on the hot path.
+        let fresh = self
+            .mine
+            .get(&lease.fp)
+            .is_some_and(|(_, renewed)| renewed.elapsed() < self.ttl / 2);
+        if fresh {
+            return Ok(true);
+        }
+        let sent = Instant::now();
         let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
         let script = &self.scripts.confirm;
         let fp = lease.fp;
@@ -481,7 +515,11 @@ impl Frontier for RedisFrontier {
                     .invoke(c)
             }
         })?;
-        if held != 1 {
+        if held == 1 {
+            if let Some((_, renewed)) = self.mine.get_mut(&lease.fp) {
+                *renewed = sent;
+            }
+        } else {
             self.mine.remove(&lease.fp);
             self.lost += 1;
             tracing::warn!(
@@ -686,7 +724,7 @@ impl Frontier for RedisFrontier {
     fn close(&mut self) -> Result<()> {
         // Leases not completed (buffered, or in flight when the crawl stopped) go back now
         // rather than after their expiry, so the other workers take them at once.
-        let held: Vec<Lease> = self.mine.values().cloned().collect();
+        let held: Vec<Lease> = self.mine.values().map(|(l, _)| l.clone()).collect();
         for l in held {
             let attempts = l.record.attempts;
             self.release(&l, attempts)?;
