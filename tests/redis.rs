@@ -208,6 +208,16 @@ fn three_workers_crawl_once_what_one_process_crawls() {
     let pages = site.page_requests();
     let distinct: BTreeSet<&(String, String)> = pages.iter().collect();
     assert_eq!(distinct.len(), pages.len(), "a URL was fetched twice");
+    // robots.txt is fetched once per host for the whole crawl, not once per worker.
+    let robots = site
+        .seen
+        .lock()
+        .expect("log")
+        .requests
+        .iter()
+        .filter(|(_, p)| p == "/robots.txt")
+        .count();
+    assert_eq!(robots, HOSTS, "robots.txt fetches over 3 workers");
     assert!(
         site.most_at_once() <= PER_HOST,
         "a host saw {} requests at once over all workers (per_host {PER_HOST})",

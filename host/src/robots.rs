@@ -260,7 +260,67 @@ pub fn product_token(user_agent: &str) -> String {
 }
 
 /// Fetches and parses `origin`'s robots.txt (`origin` is any URL on the host).
+/// robots.txt answers shared between the processes of one crawl (the Redis frontier keeps
+/// them), so each host's file is fetched once per crawl rather than once per worker. Only
+/// HTTP answers are shared, not network failures: those are each worker's to retry.
+pub trait RobotsStore: Send + Sync {
+    /// The stored answer for `origin` ("scheme://host:port"): status, body, time left.
+    fn get(&self, origin: &str) -> Option<(u16, Vec<u8>, Duration)>;
+    fn put(&self, origin: &str, status: u16, body: &[u8], valid_for: Duration);
+    /// Whether this worker is the one to fetch `origin`'s robots.txt now (the others wait
+    /// for its answer, for at most `CLAIM_WAIT`).
+    fn claim(&self, origin: &str) -> bool;
+}
+
+/// How long a worker waits for another worker's robots.txt answer before it fetches itself.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(10);
+
+/// `fetch`, first asking `store` (and telling it what was fetched).
+pub async fn fetch_shared(
+    fetcher: &Fetcher,
+    origin: &Url,
+    store: Option<&dyn RobotsStore>,
+) -> Robots {
+    let Some(store) = store else {
+        return fetch(fetcher, origin).await;
+    };
+    let key = format!(
+        "{}://{}",
+        origin.scheme(),
+        crate::normalize::host_key(origin)
+    );
+    let agent = product_token(&fetcher.config().user_agent);
+    let from_store = |(status, body, left): (u16, Vec<u8>, Duration)| {
+        let mut r = Robots::from_outcome(&agent, Ok((status, &body)));
+        r.valid_for = left.min(r.valid_for);
+        r.note = format!("robots.txt ({status}) as another worker of the crawl fetched it");
+        r
+    };
+    if let Some(hit) = store.get(&key) {
+        return from_store(hit);
+    }
+    if !store.claim(&key) {
+        let until = Instant::now() + CLAIM_WAIT;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(hit) = store.get(&key) {
+                return from_store(hit);
+            }
+        }
+    }
+    let (r, answer) = fetch_answer(fetcher, origin).await;
+    if let Some((status, body)) = answer.filter(|(s, _)| *s < 500) {
+        store.put(&key, status, &body, r.valid_for);
+    }
+    r
+}
+
 pub async fn fetch(fetcher: &Fetcher, origin: &Url) -> Robots {
+    fetch_answer(fetcher, origin).await.0
+}
+
+/// The parsed robots.txt, and the HTTP answer it came from, if there was one.
+async fn fetch_answer(fetcher: &Fetcher, origin: &Url) -> (Robots, Option<(u16, Vec<u8>)>) {
     let agent = product_token(&fetcher.config().user_agent);
     let mut robots_url = origin.clone();
     robots_url.set_path("/robots.txt");
@@ -283,14 +343,20 @@ pub async fn fetch(fetcher: &Fetcher, origin: &Url) -> Robots {
         })
         .await;
     match result {
-        Ok(resp) => Robots::from_outcome(&agent, Ok((resp.status, &resp.body))),
+        Ok(resp) => (
+            Robots::from_outcome(&agent, Ok((resp.status, &resp.body))),
+            Some((resp.status, resp.body.to_vec())),
+        ),
         // Too many redirects counts as unavailable (RFC 9309 §2.3.1.2): allow all.
         Err(
             FetchError::RedirectRefused(_)
             | FetchError::TooManyRedirects(_)
             | FetchError::RedirectLoop(_),
-        ) => Robots::allow_all("robots.txt redirects too often or nowhere; allowing all"),
-        Err(e) => Robots::from_outcome(&agent, Err(&e)),
+        ) => (
+            Robots::allow_all("robots.txt redirects too often or nowhere; allowing all"),
+            None,
+        ),
+        Err(e) => (Robots::from_outcome(&agent, Err(&e)), None),
     }
 }
 

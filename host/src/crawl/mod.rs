@@ -263,7 +263,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     let shared = Arc::new(Shared {
         fetcher: Fetcher::new(cfg.fetch.clone())?,
         roster: Arc::clone(&roster),
-        robots: RobotsCache::default(),
+        robots: RobotsCache::new(frontier.robots_store()),
         scope,
         files: FilesStore::new(cfg.files_path(), cfg.files.clone()),
         normalize: cfg.normalize.clone(),

@@ -25,9 +25,18 @@ type RobotsSlot = Arc<tokio::sync::Mutex<Option<Arc<Robots>>>>;
 #[derive(Default)]
 pub struct RobotsCache {
     hosts: Mutex<HashMap<String, RobotsSlot>>,
+    /// Where the other workers of a shared crawl left their answers.
+    shared: Option<Arc<dyn robots::RobotsStore>>,
 }
 
 impl RobotsCache {
+    pub fn new(shared: Option<Arc<dyn robots::RobotsStore>>) -> Self {
+        RobotsCache {
+            hosts: Mutex::default(),
+            shared,
+        }
+    }
+
     pub async fn get(&self, fetcher: &Fetcher, url: &Url) -> Arc<Robots> {
         let key = format!("{}://{}", url.scheme(), host_key(url));
         let slot = {
@@ -41,7 +50,7 @@ impl RobotsCache {
         if let Some(r) = guard.as_ref().filter(|r| !r.expired()) {
             return Arc::clone(r);
         }
-        let fetched = Arc::new(robots::fetch(fetcher, url).await);
+        let fetched = Arc::new(robots::fetch_shared(fetcher, url, self.shared.as_deref()).await);
         if fetched.host_failure().is_some() {
             tracing::warn!(host = %host_key(url), "{}", fetched.note);
         } else {

@@ -330,6 +330,10 @@ pub trait Frontier: Send {
     fn leases_lost(&self) -> u64 {
         0
     }
+    /// Where robots.txt answers are shared with the crawl's other workers.
+    fn robots_store(&self) -> Option<std::sync::Arc<dyn crate::robots::RobotsStore>> {
+        None
+    }
     /// The crawl ends in this worker: leases it still holds go back to their queues.
     fn close(&mut self) -> Result<()> {
         Ok(())

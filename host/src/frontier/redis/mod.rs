@@ -11,6 +11,7 @@
 
 mod conn;
 mod join;
+mod robots;
 mod scripts;
 pub mod status;
 
@@ -55,6 +56,8 @@ pub struct RedisFrontier {
     scripts: Scripts,
     /// `sc:{ID}:`.
     prefix: String,
+    /// robots.txt answers shared with the other workers (a connection of its own).
+    robots: std::sync::Arc<robots::RedisRobots>,
     worker: String,
     ttl: Duration,
     /// Leases this worker holds and has not completed, handed out or still buffered, with
@@ -115,6 +118,7 @@ impl RedisFrontier {
         let conn = blocking(|| Conn::open(&target.url, target.max_wait))?;
         let frontier = RedisFrontier {
             conn: RefCell::new(conn),
+            robots: std::sync::Arc::new(robots::RedisRobots::open(&target.url, &target.crawl_id)?),
             scripts: Scripts::new(),
             prefix: prefix(&target.crawl_id),
             worker: target.worker.clone(),
@@ -741,6 +745,10 @@ impl Frontier for RedisFrontier {
                 .query(c)
         })?;
         Ok(())
+    }
+
+    fn robots_store(&self) -> Option<std::sync::Arc<dyn crate::robots::RobotsStore>> {
+        Some(self.robots.clone())
     }
 
     fn store_stats(&self) -> String {
