@@ -46,10 +46,13 @@ impl Site {
                 }
                 tokio::time::sleep(delay).await;
                 let (status, ct, body) = sandcrawl::demo::respond(&path);
-                if let Ok(mut s) = log.lock() {
-                    if let Some(e) = s.in_flight.get_mut(&host) {
-                        e.0 = e.0.saturating_sub(1);
-                    }
+                if let Some(e) = log
+                    .lock()
+                    .ok()
+                    .as_mut()
+                    .and_then(|s| s.in_flight.get_mut(&host))
+                {
+                    e.0 = e.0.saturating_sub(1);
                 }
                 hyper::Response::builder()
                     .status(status)
@@ -274,8 +277,7 @@ fn a_worker_killed_mid_crawl_loses_nothing() {
         db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 40),
         "the crawl did not get going"
     );
-    let victim = workers.remove(0);
-    let mut victim = victim;
+    let mut victim = workers.remove(0);
     victim.kill().expect("kill -9");
     let _ = victim.wait();
     for (i, w) in workers.into_iter().enumerate() {
@@ -314,7 +316,7 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     let redis = PrivateRedis::start("stall");
     let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-s{i}"))).collect();
     let ttl = ["--set", "lease_ttl_s=5"];
-    let mut workers: Vec<Child> = states
+    let workers: Vec<Child> = states
         .iter()
         .enumerate()
         .map(|(i, st)| worker(&site, &redis.url(), "stall", &format!("s{i}"), st, &ttl))

@@ -419,13 +419,11 @@ impl CrawlConfig {
             ),
             Some(_) => {}
         }
-        if let Some(w) = &self.worker {
-            if !name_ok(w) {
-                bail!(
-                    "--worker {:?}: use 1 to 64 letters, digits, '.', '_', '-' or ':'",
-                    crate::escape::escape(w)
-                );
-            }
+        if let Some(w) = self.worker.as_ref().filter(|w| !name_ok(w)) {
+            bail!(
+                "--worker {:?}: use 1 to 64 letters, digits, '.', '_', '-' or ':'",
+                crate::escape::escape(w)
+            );
         }
         if self.lease_ttl_s < 5 || self.lease_ttl_s > 86_400 {
             bail!("lease_ttl_s must be between 5 and 86400 seconds");

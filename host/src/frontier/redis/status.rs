@@ -40,16 +40,14 @@ pub struct WorkerStatus {
     pub stats: serde_json::Value,
 }
 
+/// Whether the crawl exists, its counters, the hosts with work, the workers and heartbeats.
+type Overview = (bool, Vec<redis::Value>, Vec<String>, Vec<(String, f64)>);
+
 /// Reads the crawl's state; `ttl` decides when a silent worker counts as gone.
 pub fn read(url: &str, crawl_id: &str, ttl: Duration) -> Result<CrawlStatus> {
     let mut conn = Conn::open(url, Duration::from_secs(5))?;
     let p = prefix(crawl_id);
-    let (exists, counters, hosts, workers): (
-        bool,
-        Vec<redis::Value>,
-        Vec<String>,
-        Vec<(String, f64)>,
-    ) = conn.call(|c| {
+    let (exists, counters, hosts, workers): Overview = conn.call(|c| {
         redis::pipe()
             .cmd("EXISTS")
             .arg(format!("{p}meta"))
