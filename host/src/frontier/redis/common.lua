@@ -77,20 +77,24 @@ local function owned(fp, worker)
   return t
 end
 
--- Ends a lease: it is no longer in flight on its host.
-local function drop_lease(fp, host)
+-- Ends a lease ({worker, host, member}): it is no longer in flight on its host, nor in
+-- that worker's share of the host.
+local function drop_lease(fp, t)
   redis.call('HDEL', P .. 'lease', fp)
   redis.call('ZREM', P .. 'leases', fp)
-  local h = P .. 'h:' .. host
+  local h = P .. 'h:' .. t[2]
   if redis.call('HINCRBY', h, 'inflight', -1) < 0 then
     redis.call('HSET', h, 'inflight', 0)
+  end
+  if redis.call('HINCRBY', h, 'w:' .. t[1], -1) <= 0 then
+    redis.call('HDEL', h, 'w:' .. t[1])
   end
   redis.call('HINCRBY', P .. 'counters', 'leased', -1)
 end
 
 -- Puts a leased URL back in its queue.
 local function requeue(fp, t)
-  drop_lease(fp, t[2])
+  drop_lease(fp, t)
   redis.call('ZADD', P .. 'q:' .. t[2], 0, t[3])
   redis.call('HINCRBY', P .. 'counters', 'queued', 1)
   reschedule(t[2])

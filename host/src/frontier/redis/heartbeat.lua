@@ -5,6 +5,7 @@
 -- {fingerprints of the given leases the worker no longer holds}}.
 local now, worker, expiry = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 redis.call('ZADD', P .. 'workers', now, worker)
+redis.call('ZADD', P .. 'alive', now, worker)
 redis.call('HSET', P .. 'w:' .. worker, 'seen', now, 'stats', ARGV[5])
 local gone = {}
 for i = 6, #ARGV do

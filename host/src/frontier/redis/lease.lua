@@ -1,5 +1,8 @@
 -- ARGV: prefix, now (ms), worker, lease expiry (ms), host, per-host limit, delay (ms), want.
--- Returns {wait until (ms, "0": none), the host's counted pages, fp, record, fp, record, ...}.
+-- A worker takes at most its share of the host's limit (the limit over the live workers,
+-- rounded up), so the worker that finishes a request first does not take every slot.
+-- Returns {wait until (ms, "0": none; "-1": this worker's share is in flight, wait for one of
+-- its own requests), the host's counted pages, fp, record, fp, record, ...}.
 -- Politeness is decided here, for every worker at once: the host's in-flight count stays
 -- under its limit and its next start respects the delay and any back-off.
 local now, worker, expiry = tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -14,7 +17,13 @@ if at > now then
   reschedule(host)
   return {string.format('%.0f', at), pages}
 end
-local n = math.min(want, limit - inflight)
+local alive = redis.call('ZCOUNT', P .. 'alive', now - (tonumber(expiry) - now), '+inf')
+local share = math.ceil(limit / math.max(alive, 1))
+local held = num(redis.call('HGET', h, 'w:' .. worker))
+if held >= share and inflight < limit then
+  return {'-1', pages}
+end
+local n = math.min(want, limit - inflight, share - held)
 if n <= 0 then
   reschedule(host)
   return {string.format('%.0f', FULL), pages}
@@ -33,6 +42,7 @@ for i = 1, #popped, 2 do
 end
 if k > 0 then
   redis.call('HSET', h, 'inflight', inflight + k)
+  redis.call('HINCRBY', h, 'w:' .. worker, k)
   if delay > 0 then
     redis.call('HSET', h, 'next', now + delay)
   end

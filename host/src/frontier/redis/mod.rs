@@ -38,6 +38,22 @@ const POLL_HOSTS: usize = 1_000;
 /// URLs of one host leased in one call, when its delay lets several start at once.
 const LEASE_BATCH: usize = 16;
 
+/// Completions sent in one script call (the ones committed together by the scheduler).
+const COMPLETE_BATCH: usize = 64;
+
+/// A completion waiting for the batch it goes to Redis with.
+struct PendingCompletion {
+    fp: Fingerprint,
+    url: String,
+    host: String,
+    outcome: Outcome,
+    counted: bool,
+    /// The links sent with it: fingerprint and host.
+    links: Vec<(Fingerprint, String)>,
+    /// Its part of `complete.lua`'s arguments.
+    args: Vec<Vec<u8>>,
+}
+
 /// Where a crawl's frontier lives and who this process is in it.
 #[derive(Debug, Clone)]
 pub struct RedisTarget {
@@ -78,6 +94,10 @@ pub struct RedisFrontier {
     token: Option<Vec<u8>>,
     /// Completions refused because the lease had expired and gone to another worker.
     lost: u64,
+    /// Completions not sent yet: they go in one call before the next question to Redis, so
+    /// the pages the scheduler commits together cost one round trip.
+    pending: Vec<PendingCompletion>,
+    pending_token: Option<Vec<u8>>,
     stats: String,
 }
 
@@ -135,6 +155,8 @@ impl RedisFrontier {
             seen: super::SeenCache::default(),
             token: None,
             lost: 0,
+            pending: Vec::new(),
+            pending_token: None,
             stats: "{}".to_owned(),
         };
         join::join(frontier, target, me)
@@ -155,6 +177,7 @@ impl RedisFrontier {
             return Ok(());
         }
         self.last_poll = Some(Instant::now());
+        self.flush_completions()?;
         let key = format!("{}hosts", self.prefix);
         let now = now_ms();
         let due: Vec<String> = self.call(|c| {
@@ -181,6 +204,7 @@ impl RedisFrontier {
         if !force && self.last_beat.is_some_and(|t| t.elapsed() < BEAT) {
             return Ok(());
         }
+        self.flush_completions()?;
         let sent = Instant::now();
         self.last_beat = Some(sent);
         let (prefix, worker, expiry, stats) = (
@@ -235,6 +259,67 @@ impl RedisFrontier {
         Ok(())
     }
 
+    /// Sends the waiting completions in one atomic script call.
+    fn flush_completions(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let token = self.pending_token.take().unwrap_or_default();
+        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
+        let script = &self.scripts.complete;
+        let reply: (i64, Vec<Vec<u8>>) = self.call(|c| {
+            let mut inv = script.prepare_invoke();
+            inv.arg(&prefix)
+                .arg(&worker)
+                .arg(token.as_slice())
+                .arg(batch.len());
+            for p in &batch {
+                for a in &p.args {
+                    inv.arg(a.as_slice());
+                }
+            }
+            inv.invoke(c)
+        })?;
+        let (added, refused) = reply;
+        let refused: HashSet<Fingerprint> = refused
+            .iter()
+            .filter_map(|b| <Fingerprint>::try_from(b.as_slice()).ok())
+            .collect();
+        self.token = Some(token);
+        for p in batch {
+            if refused.contains(&p.fp) {
+                self.lost += 1;
+                match p.outcome {
+                    Outcome::Done => self.counters.done = self.counters.done.saturating_sub(1),
+                    Outcome::Failed => {
+                        self.counters.failed = self.counters.failed.saturating_sub(1)
+                    }
+                }
+                if p.counted {
+                    self.counters.pages = self.counters.pages.saturating_sub(1);
+                    if let Some(n) = self.host_pages.get_mut(&p.host) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                tracing::warn!(
+                    url = %p.url,
+                    "the store refused this page's completion: its lease had expired and went to another worker"
+                );
+                continue;
+            }
+            for (fp, host) in p.links {
+                self.seen.insert(fp);
+                if self.work.insert(host.clone()) {
+                    self.woken.push(host);
+                }
+            }
+        }
+        self.counters.known += added.max(0) as u64;
+        self.counters.queued += added.max(0) as u64;
+        Ok(())
+    }
+
     fn record_json(record: &super::UrlRecord) -> Result<String> {
         Ok(serde_json::to_string(record)?)
     }
@@ -253,6 +338,7 @@ impl RedisFrontier {
 
     /// Takes leases of `host` from the store into the buffer.
     fn fetch_leases(&mut self, host: &str, limits: HostLimits) -> Result<()> {
+        self.flush_completions()?;
         let want = if limits.delay.is_zero() {
             limits.per_host.clamp(1, LEASE_BATCH)
         } else {
@@ -276,9 +362,21 @@ impl RedisFrontier {
                     .invoke(c)
             }
         })?;
+        let own_share_full = matches!(reply.first(), Some(v) if bytes(v).as_deref() == Some(b"-1"));
         let wait = reply.first().map_or(0, int);
         let pages = reply.get(1).map_or(0, int);
         self.host_pages.insert(host.to_owned(), pages);
+        if own_share_full {
+            // This worker's share of the host is in flight: one of its own requests ending
+            // frees a slot (the scheduler wakes the host then). Leases held under this name
+            // by a previous process are not this one's to wait for: poll for their expiry.
+            let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
+            if !waiting_on_own {
+                self.not_before
+                    .insert(host.to_owned(), Instant::now() + POLL);
+            }
+            return Ok(());
+        }
         if wait > 0 {
             // Another worker holds the host's slots or just started one: poll again then.
             let at = if wait >= 1e15 as u64 {
@@ -449,6 +547,7 @@ impl Frontier for RedisFrontier {
     }
 
     fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()> {
+        self.flush_completions()?;
         self.mine.remove(&lease.fp);
         let mut record = lease.record.clone();
         record.attempts = attempts;
@@ -478,6 +577,7 @@ impl Frontier for RedisFrontier {
     }
 
     fn block_host(&mut self, host: &str, wait: Duration) -> Result<()> {
+        self.flush_completions()?;
         let until = now_ms() + wait.as_millis() as u64;
         let prefix = self.prefix.clone();
         let script = &self.scripts.block;
@@ -547,50 +647,20 @@ impl Frontier for RedisFrontier {
             .filter(|n| !self.seen.contains(&n.fp))
             .filter(|n| admit(n))
             .collect();
-        let args = Self::link_args(&links)?;
-        let aliases: Vec<Vec<u8>> = done
-            .aliases
-            .iter()
-            .filter(|a| **a != lease.fp)
-            .map(|a| a.to_vec())
-            .collect();
-        let state = match done.outcome {
-            Outcome::Done => "d",
-            Outcome::Failed => "f",
-        };
-        let counted = if done.counted_page { "1" } else { "0" };
-        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
-        let token = done.sink_token.to_vec();
-        let script = &self.scripts.complete;
-        let fp = lease.fp;
-        let n_links = links.len();
-        let added: i64 = self.call(|c| {
-            let mut inv = script.prepare_invoke();
-            inv.arg(&prefix)
-                .arg(&worker)
-                .arg(fp.as_slice())
-                .arg(state)
-                .arg(counted)
-                .arg(token.as_slice())
-                .arg(aliases.len());
-            for a in &aliases {
-                inv.arg(a.as_slice());
-            }
-            inv.arg(n_links);
-            for a in &args {
-                inv.arg(a.as_slice());
-            }
-            inv.invoke(c)
-        })?;
-        if added < 0 {
-            self.lost += 1;
-            tracing::warn!(
-                url = %lease.record.url,
-                "the store refused this page's completion: its lease had expired and went to another worker"
-            );
-            return Ok(0);
-        }
-        self.token = Some(done.sink_token.to_vec());
+        let mut args: Vec<Vec<u8>> = vec![
+            lease.fp.to_vec(),
+            match done.outcome {
+                Outcome::Done => b"d".to_vec(),
+                Outcome::Failed => b"f".to_vec(),
+            },
+            if done.counted_page { b"1" } else { b"0" }.to_vec(),
+        ];
+        let aliases: Vec<&Fingerprint> = done.aliases.iter().filter(|a| **a != lease.fp).collect();
+        args.push(aliases.len().to_string().into_bytes());
+        args.extend(aliases.iter().map(|a| a.to_vec()));
+        args.push(links.len().to_string().into_bytes());
+        args.extend(Self::link_args(&links)?);
+        // Counted now, so the page budget holds while the batch waits; undone if refused.
         match done.outcome {
             Outcome::Done => self.counters.done += 1,
             Outcome::Failed => self.counters.failed += 1,
@@ -602,15 +672,21 @@ impl Frontier for RedisFrontier {
                 .entry(lease.record.host.clone())
                 .or_default() += 1;
         }
-        for n in &links {
-            self.seen.insert(n.fp);
-            if self.work.insert(n.record.host.clone()) {
-                self.woken.push(n.record.host.clone());
-            }
+        let n = links.len();
+        self.pending.push(PendingCompletion {
+            fp: lease.fp,
+            url: lease.record.url.clone(),
+            host: lease.record.host.clone(),
+            outcome: done.outcome,
+            counted: done.counted_page,
+            links: links.into_iter().map(|l| (l.fp, l.record.host)).collect(),
+            args,
+        });
+        self.pending_token = Some(done.sink_token.to_vec());
+        if self.pending.len() >= COMPLETE_BATCH {
+            self.flush_completions()?;
         }
-        self.counters.known += added as u64;
-        self.counters.queued += added as u64;
-        Ok(added as usize)
+        Ok(n)
     }
 
     fn host_pages(&self, host: &str) -> u64 {
@@ -676,6 +752,7 @@ impl Frontier for RedisFrontier {
         if self.seen.contains(fp) {
             return Ok(true);
         }
+        self.flush_completions()?;
         let (bucket, field) = Self::seen_field(fp);
         let key = format!("{}s:{bucket}", self.prefix);
         let known: bool = self.call(|c| redis::cmd("HEXISTS").arg(&key).arg(&field).query(c))?;
@@ -690,7 +767,7 @@ impl Frontier for RedisFrontier {
     }
 
     fn checkpoint(&mut self, _synced_sink_token: &[u8]) -> Result<()> {
-        Ok(())
+        self.flush_completions()
     }
 
     fn rewind_to_checkpoint(&mut self) -> Result<(u64, Option<Vec<u8>>)> {
@@ -701,10 +778,12 @@ impl Frontier for RedisFrontier {
 
     fn tick(&mut self, stats: &super::WorkerStats) -> Result<()> {
         self.stats = serde_json::to_string(stats)?;
+        self.flush_completions()?;
         self.beat(false)
     }
 
     fn shared_work(&mut self) -> Result<bool> {
+        self.flush_completions()?;
         let key = format!("{}counters", self.prefix);
         let (queued, leased): (Option<i64>, Option<i64>) = self.call(|c| {
             redis::cmd("HMGET")
@@ -726,6 +805,7 @@ impl Frontier for RedisFrontier {
     }
 
     fn close(&mut self) -> Result<()> {
+        self.flush_completions()?;
         // Leases not completed (buffered, or in flight when the crawl stopped) go back now
         // rather than after their expiry, so the other workers take them at once.
         let held: Vec<Lease> = self.mine.values().map(|(l, _)| l.clone()).collect();
