@@ -92,9 +92,16 @@ impl Site {
     }
 }
 
-/// The flags every run shares: the plugins, the host names, the politeness.
+/// The flags every run shares: the plugins, the host names, the politeness, the seeds.
 fn common(site: &Site) -> Vec<String> {
-    let mut a: Vec<String> = vec![
+    let mut a = flags();
+    a.extend(site.seeds());
+    a
+}
+
+/// `common` without the seeds.
+fn flags() -> Vec<String> {
+    vec![
         "run".into(),
         "--no-progress".into(),
         "--plugins".into(),
@@ -105,13 +112,21 @@ fn common(site: &Site) -> Vec<String> {
         PER_HOST.to_string(),
         "--set".into(),
         "fetch.resolve={ \"*.shared.test\" = \"127.0.0.1\" }".into(),
-    ];
-    a.extend(site.seeds());
-    a
+    ]
 }
 
 fn worker(site: &Site, redis: &str, id: &str, name: &str, state: &Path, extra: &[&str]) -> Child {
-    let mut args = common(site);
+    spawn_worker(common(site), redis, id, name, state, extra)
+}
+
+fn spawn_worker(
+    mut args: Vec<String>,
+    redis: &str,
+    id: &str,
+    name: &str,
+    state: &Path,
+    extra: &[&str],
+) -> Child {
     args.extend(
         [
             "--frontier",
@@ -199,10 +214,17 @@ fn three_workers_crawl_once_what_one_process_crawls() {
     let want = reference(&site);
     let redis = PrivateRedis::start("three");
     let states: Vec<PathBuf> = (0..3).map(|i| tempdir(&format!("redis-w{i}"))).collect();
+    // The third is started without seeds: it joins with the crawl's.
     let workers: Vec<Child> = states
         .iter()
         .enumerate()
-        .map(|(i, st)| worker(&site, &redis.url(), "three", &format!("w{i}"), st, &[]))
+        .map(|(i, st)| {
+            let args = if i == 2 { flags() } else { common(&site) };
+            if i == 2 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            spawn_worker(args, &redis.url(), "three", &format!("w{i}"), st, &[])
+        })
         .collect();
     for (i, w) in workers.into_iter().enumerate() {
         finish(w, &format!("worker {i}"));
@@ -325,6 +347,27 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
         db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 30),
         "the crawl did not get going"
     );
+    // A second process under a live worker's name is refused.
+    let twin = tempdir("redis-twin").display().to_string();
+    let mut args = common(&site);
+    args.extend(
+        [
+            "--frontier",
+            &redis.url(),
+            "--crawl-id",
+            "stall",
+            "--worker",
+            "s1",
+            "--state",
+            &twin,
+            "--set",
+            "lease_ttl_s=5",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = refused(&args);
+    assert!(line.contains("worker name s1 is in use"), "{line}");
     let frozen = workers[0].id() as i32;
     // SAFETY: signalling a child process this test spawned and still owns.
     unsafe { libc::kill(frozen, libc::SIGSTOP) };
@@ -428,6 +471,26 @@ fn bad_redis_input_is_one_line_each() {
         "not a Redis URL",
     );
     check(&["--frontier", &nobody, "--crawl-id", "a b"], "--crawl-id");
+    // A worker without seeds cannot start a crawl that does not exist.
+    let empty = PrivateRedis::start("empty");
+    let mut seedless = flags();
+    seedless.extend(
+        [
+            "--frontier",
+            &empty.url(),
+            "--crawl-id",
+            "new",
+            "--state",
+            &state,
+        ]
+        .map(String::from),
+    );
+    let seedless: Vec<&str> = seedless.iter().map(String::as_str).collect();
+    let line = refused(&seedless);
+    assert!(
+        line.contains("does not exist") && line.contains("seed"),
+        "{line}"
+    );
 
     let locked = PrivateRedis::with_password("pw", "right-password");
     let wrong = format!("redis://:wrong@127.0.0.1:{}/0", locked.port);

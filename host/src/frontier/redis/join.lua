@@ -1,10 +1,24 @@
 -- ARGV: prefix, now (ms), then field, value pairs describing the crawl (config digest parts,
--- seeds). Creates the crawl if it does not exist; returns the stored description either way,
--- so the caller compares it with its own.
-if redis.call('EXISTS', P .. 'meta') == 0 then
-  redis.call('HSET', P .. 'meta', 'created', ARGV[2])
-  for i = 3, #ARGV, 2 do
-    redis.call('HSET', P .. 'meta', ARGV[i], ARGV[i + 1])
+-- and "seeds" when this worker has some). Creates the crawl if it does not exist, unless the
+-- worker has no seeds (then nothing is created and {} is returned); records the seeds of a
+-- crawl that has none yet. Returns the stored description, so the caller compares it with
+-- its own.
+local meta = P .. 'meta'
+local seeds = nil
+for i = 3, #ARGV, 2 do
+  if ARGV[i] == 'seeds' then
+    seeds = ARGV[i + 1]
   end
 end
-return redis.call('HGETALL', P .. 'meta')
+if redis.call('EXISTS', meta) == 0 then
+  if not seeds then
+    return {}
+  end
+  redis.call('HSET', meta, 'created', ARGV[2])
+  for i = 3, #ARGV, 2 do
+    redis.call('HSET', meta, ARGV[i], ARGV[i + 1])
+  end
+elseif seeds then
+  redis.call('HSETNX', meta, 'seeds', seeds)
+end
+return redis.call('HGETALL', meta)

@@ -65,6 +65,11 @@ pub(super) fn join(
         .collect();
     let id = &target.crawl_id;
     let at = frontier.conn.borrow().shown().to_owned();
+    if meta.is_empty() {
+        bail!(
+            "crawl id {id} does not exist on {at} yet, and this worker has no seed URLs: start the first worker with seeds (later ones may join without)"
+        );
+    }
     for (name, mine) in &me.parts {
         let Some(theirs) = meta.get(&format!("cfg:{name}")) else {
             bail!(
