@@ -29,21 +29,28 @@ for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep
 redis_pid=$(cat "$work/redis.pid")
 redis_cpu() { awk '{print ($14 + $15) / 100}' "/proc/$redis_pid/stat"; }
 
-# crawl NAME WORKERS: WORKERS=0 is one process on fjall.
+# crawl NAME WORKERS LABEL [split]: WORKERS=0 is one process on fjall; with "split", WORKERS
+# independent fjall processes each crawl their share of the hosts (the control: what running
+# several processes on this machine costs without Redis).
 crawl() {
   local name=$1 n=$2 dir="$work/$1"
   mkdir -p "$dir"
-  local shared=()
-  [ "$n" -gt 0 ] && shared=(--frontier "redis://127.0.0.1:$port/0" --crawl-id "$name")
+  local shared=() split=${4:-}
+  [ "$n" -gt 0 ] && [ -z "$split" ] && shared=(--frontier "redis://127.0.0.1:$port/0" --crawl-id "$name")
   local before; before=$(redis_cpu)
   /usr/bin/time -o "$dir/time" -f "%e %U %S" bash -c '
-      bin=$1 dir=$2 n=$3; shift 3
+      bin=$1 dir=$2 n=$3 split=$4; shift 4
+      read -r -a all <<< "$1"; shift
       for i in $(seq "$(( n > 0 ? n : 1 ))"); do
-        w=(); [ "$n" -gt 0 ] && w=(--worker "w$i")
+        w=(); [ "$n" -gt 0 ] && [ -z "$split" ] && w=(--worker "w$i")
+        seeds=("${all[@]}")
+        if [ -n "$split" ]; then
+          seeds=(); for j in "${!all[@]}"; do [ $(( j % n )) -eq $(( i - 1 )) ] && seeds+=("${all[$j]}"); done
+        fi
         "$bin" run --plugins "'"$root"'/target/plugins/shop.wasm" --state "$dir/w$i" --out "$dir/w$i.jsonl" \
-          --no-progress --log-level warn --concurrency 64 --per-host 16 "${w[@]}" "$@" &
+          --no-progress --log-level warn --concurrency 64 --per-host 16 "${w[@]}" "$@" "${seeds[@]}" &
       done
-      wait' _ "$bin" "$dir" "$n" "${shared[@]}" $hosts >/dev/null 2>"$dir/err"
+      wait' _ "$bin" "$dir" "$n" "$split" "$hosts" "${shared[@]}" >/dev/null 2>"$dir/err"
   local t; t=$(tail -1 "$dir/time")
   local after; after=$(redis_cpu)
   local pages
@@ -59,6 +66,8 @@ print(f'{name:<9} wall {wall:6.2f} s  crawlers {crawl:6.2f} s  redis {redis:5.2f
 
 for r in $(seq "$runs"); do
   crawl "fjall-$r" 0 "fjall"
+  crawl "split2-$r" 2 "fjall /2" split
+  crawl "split4-$r" 4 "fjall /4" split
   crawl "redis1-$r" 1 "redis x1"
   crawl "redis2-$r" 2 "redis x2"
   crawl "redis4-$r" 4 "redis x4"

@@ -2,7 +2,7 @@
 -- the worker's leases... Renews those leases (only the ones it still holds), records the
 -- heartbeat, and puts expired leases of any worker (one that died or stalled) back in their
 -- queues, a bounded number per call. Returns {requeued, {counters as field, value, ...},
--- {fingerprints of the given leases the worker no longer holds}}.
+-- {fingerprints of the given leases the worker no longer holds}, live workers}.
 local now, worker, expiry = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 redis.call('ZADD', P .. 'workers', now, worker)
 redis.call('ZADD', P .. 'alive', now, worker)
@@ -29,4 +29,5 @@ end
 if requeued > 0 then
   redis.call('HINCRBY', P .. 'counters', 'expired', requeued)
 end
-return {requeued, redis.call('HGETALL', P .. 'counters'), gone}
+local alive = redis.call('ZCOUNT', P .. 'alive', now - (tonumber(expiry) - now), '+inf')
+return {requeued, redis.call('HGETALL', P .. 'counters'), gone, alive}

@@ -48,10 +48,11 @@ struct PendingCompletion {
     host: String,
     outcome: Outcome,
     counted: bool,
-    /// The links sent with it: fingerprint and host.
-    links: Vec<(Fingerprint, String)>,
-    /// Its part of `complete.lua`'s arguments.
-    args: Vec<Vec<u8>>,
+    /// Its part of `complete.lua`'s arguments up to the links: fingerprint, state, counted,
+    /// aliases.
+    head: Vec<Vec<u8>>,
+    /// Its links not known to this worker.
+    links: Vec<NewUrl>,
 }
 
 /// Where a crawl's frontier lives and who this process is in it.
@@ -98,6 +99,8 @@ pub struct RedisFrontier {
     /// the pages the scheduler commits together cost one round trip.
     pending: Vec<PendingCompletion>,
     pending_token: Option<Vec<u8>>,
+    /// Whether other workers were alive at the last heartbeat.
+    others_alive: bool,
     stats: String,
 }
 
@@ -157,6 +160,7 @@ impl RedisFrontier {
             lost: 0,
             pending: Vec::new(),
             pending_token: None,
+            others_alive: false,
             stats: "{}".to_owned(),
         };
         join::join(frontier, target, me)
@@ -237,6 +241,7 @@ impl RedisFrontier {
         if let Some(redis::Value::Array(flat)) = reply.get(1) {
             self.counters = counters_from(flat);
         }
+        self.others_alive = reply.get(3).map_or(0, int) > 1;
         let mut gone: HashSet<Fingerprint> = HashSet::new();
         if let Some(redis::Value::Array(fps)) = reply.get(2) {
             gone.extend(
@@ -264,8 +269,17 @@ impl RedisFrontier {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.pending);
+        let mut batch = std::mem::take(&mut self.pending);
         let token = self.pending_token.take().unwrap_or_default();
+        if self.others_alive {
+            self.drop_known_links(&mut batch)?;
+        }
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        for p in &batch {
+            args.extend(p.head.iter().cloned());
+            args.push(p.links.len().to_string().into_bytes());
+            args.extend(Self::link_args(&p.links)?);
+        }
         let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
         let script = &self.scripts.complete;
         let reply: (i64, Vec<Vec<u8>>) = self.call(|c| {
@@ -274,10 +288,8 @@ impl RedisFrontier {
                 .arg(&worker)
                 .arg(token.as_slice())
                 .arg(batch.len());
-            for p in &batch {
-                for a in &p.args {
-                    inv.arg(a.as_slice());
-                }
+            for a in &args {
+                inv.arg(a.as_slice());
             }
             inv.invoke(c)
         })?;
@@ -308,15 +320,53 @@ impl RedisFrontier {
                 );
                 continue;
             }
-            for (fp, host) in p.links {
-                self.seen.insert(fp);
-                if self.work.insert(host.clone()) {
-                    self.woken.push(host);
+            for l in p.links {
+                self.seen.insert(l.fp);
+                if self.work.insert(l.record.host.clone()) {
+                    self.woken.push(l.record.host);
                 }
             }
         }
         self.counters.known += added.max(0) as u64;
         self.counters.queued += added.max(0) as u64;
+        Ok(())
+    }
+
+    /// With other workers alive, most links this worker has not seen are known to the crawl
+    /// (another worker queued them): one pipelined read of 16-byte fingerprints finds those,
+    /// so their records are not built and sent. The completion script checks again, so a link
+    /// queued in between is still not queued twice.
+    fn drop_known_links(&mut self, batch: &mut [PendingCompletion]) -> Result<()> {
+        let fields: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .flat_map(|p| p.links.iter())
+            .map(|l| {
+                let (bucket, field) = Self::seen_field(&l.fp);
+                (format!("{}s:{bucket}", self.prefix), field)
+            })
+            .collect();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<bool> = self.call(|c| {
+            let mut pipe = redis::pipe();
+            for (key, field) in &fields {
+                pipe.cmd("HEXISTS").arg(key).arg(field.as_slice());
+            }
+            pipe.query(c)
+        })?;
+        let mut known = known.into_iter();
+        for p in batch.iter_mut() {
+            let mut keep = Vec::with_capacity(p.links.len());
+            for l in p.links.drain(..) {
+                if known.next().unwrap_or(false) {
+                    self.seen.insert(l.fp);
+                } else {
+                    keep.push(l);
+                }
+            }
+            p.links = keep;
+        }
         Ok(())
     }
 
@@ -647,7 +697,7 @@ impl Frontier for RedisFrontier {
             .filter(|n| !self.seen.contains(&n.fp))
             .filter(|n| admit(n))
             .collect();
-        let mut args: Vec<Vec<u8>> = vec![
+        let mut head: Vec<Vec<u8>> = vec![
             lease.fp.to_vec(),
             match done.outcome {
                 Outcome::Done => b"d".to_vec(),
@@ -656,10 +706,8 @@ impl Frontier for RedisFrontier {
             if done.counted_page { b"1" } else { b"0" }.to_vec(),
         ];
         let aliases: Vec<&Fingerprint> = done.aliases.iter().filter(|a| **a != lease.fp).collect();
-        args.push(aliases.len().to_string().into_bytes());
-        args.extend(aliases.iter().map(|a| a.to_vec()));
-        args.push(links.len().to_string().into_bytes());
-        args.extend(Self::link_args(&links)?);
+        head.push(aliases.len().to_string().into_bytes());
+        head.extend(aliases.iter().map(|a| a.to_vec()));
         // Counted now, so the page budget holds while the batch waits; undone if refused.
         match done.outcome {
             Outcome::Done => self.counters.done += 1,
@@ -679,8 +727,8 @@ impl Frontier for RedisFrontier {
             host: lease.record.host.clone(),
             outcome: done.outcome,
             counted: done.counted_page,
-            links: links.into_iter().map(|l| (l.fp, l.record.host)).collect(),
-            args,
+            links,
+            head,
         });
         self.pending_token = Some(done.sink_token.to_vec());
         if self.pending.len() >= COMPLETE_BATCH {
