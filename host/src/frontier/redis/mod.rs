@@ -12,6 +12,7 @@
 mod conn;
 mod join;
 mod robots;
+mod round;
 mod scripts;
 pub mod status;
 
@@ -40,6 +41,8 @@ const LEASE_BATCH: usize = 16;
 
 /// Completions sent in one script call (the ones committed together by the scheduler).
 const COMPLETE_BATCH: usize = 64;
+/// How long a completion may wait for a lease call to carry it.
+const FLUSH_AFTER: Duration = Duration::ZERO;
 
 /// A completion waiting for the batch it goes to Redis with.
 struct PendingCompletion {
@@ -99,8 +102,17 @@ pub struct RedisFrontier {
     /// the pages the scheduler commits together cost one round trip.
     pending: Vec<PendingCompletion>,
     pending_token: Option<Vec<u8>>,
+    /// When the oldest waiting completion was made: `tick` sends them once they are
+    /// `FLUSH_AFTER` old, if no lease call took them first.
+    pending_since: Option<Instant>,
     /// Whether other workers were alive at the last heartbeat.
     others_alive: bool,
+    /// Each host's politeness as the scheduler last gave it, so that a lease call can take
+    /// URLs of other hosts too.
+    limits: HashMap<String, HostLimits>,
+    /// Hosts where this worker's completions freed slots since its last lease call, and how
+    /// many: the next lease call takes URLs for them in the same round trip.
+    freed: HashMap<String, usize>,
     stats: String,
 }
 
@@ -160,7 +172,10 @@ impl RedisFrontier {
             lost: 0,
             pending: Vec::new(),
             pending_token: None,
+            pending_since: None,
             others_alive: false,
+            limits: HashMap::new(),
+            freed: HashMap::new(),
             stats: "{}".to_owned(),
         };
         join::join(frontier, target, me)
@@ -264,112 +279,6 @@ impl RedisFrontier {
         Ok(())
     }
 
-    /// Sends the waiting completions in one atomic script call.
-    fn flush_completions(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut batch = std::mem::take(&mut self.pending);
-        let token = self.pending_token.take().unwrap_or_default();
-        if self.others_alive {
-            self.drop_known_links(&mut batch)?;
-        }
-        let mut args: Vec<Vec<u8>> = Vec::new();
-        for p in &batch {
-            args.extend(p.head.iter().cloned());
-            args.push(p.links.len().to_string().into_bytes());
-            args.extend(Self::link_args(&p.links)?);
-        }
-        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
-        let script = &self.scripts.complete;
-        let reply: (i64, Vec<Vec<u8>>) = self.call(|c| {
-            let mut inv = script.prepare_invoke();
-            inv.arg(&prefix)
-                .arg(&worker)
-                .arg(token.as_slice())
-                .arg(batch.len());
-            for a in &args {
-                inv.arg(a.as_slice());
-            }
-            inv.invoke(c)
-        })?;
-        let (added, refused) = reply;
-        let refused: HashSet<Fingerprint> = refused
-            .iter()
-            .filter_map(|b| <Fingerprint>::try_from(b.as_slice()).ok())
-            .collect();
-        self.token = Some(token);
-        for p in batch {
-            if refused.contains(&p.fp) {
-                self.lost += 1;
-                match p.outcome {
-                    Outcome::Done => self.counters.done = self.counters.done.saturating_sub(1),
-                    Outcome::Failed => {
-                        self.counters.failed = self.counters.failed.saturating_sub(1)
-                    }
-                }
-                if p.counted {
-                    self.counters.pages = self.counters.pages.saturating_sub(1);
-                    if let Some(n) = self.host_pages.get_mut(&p.host) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                tracing::warn!(
-                    url = %p.url,
-                    "the store refused this page's completion: its lease had expired and went to another worker"
-                );
-                continue;
-            }
-            for l in p.links {
-                self.seen.insert(l.fp);
-                if self.work.insert(l.record.host.clone()) {
-                    self.woken.push(l.record.host);
-                }
-            }
-        }
-        self.counters.known += added.max(0) as u64;
-        self.counters.queued += added.max(0) as u64;
-        Ok(())
-    }
-
-    /// With other workers alive, most links this worker has not seen are known to the crawl
-    /// (another worker queued them): one pipelined read of 16-byte fingerprints finds those,
-    /// so their records are not built and sent. The completion script checks again, so a link
-    /// queued in between is still not queued twice.
-    fn drop_known_links(&mut self, batch: &mut [PendingCompletion]) -> Result<()> {
-        let fields: Vec<(String, Vec<u8>)> = batch
-            .iter()
-            .flat_map(|p| p.links.iter())
-            .map(|l| {
-                let (bucket, field) = Self::seen_field(&l.fp);
-                (format!("{}s:{bucket}", self.prefix), field)
-            })
-            .collect();
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let known: Vec<bool> = self.call(|c| {
-            let mut pipe = redis::pipe();
-            for (key, field) in &fields {
-                pipe.cmd("HEXISTS").arg(key).arg(field.as_slice());
-            }
-            pipe.query(c)
-        })?;
-        let mut known = known.into_iter();
-        for p in batch.iter_mut() {
-            let mut keep = Vec::with_capacity(p.links.len());
-            for l in p.links.drain(..) {
-                if known.next().unwrap_or(false) {
-                    self.seen.insert(l.fp);
-                } else {
-                    keep.push(l);
-                }
-            }
-            p.links = keep;
-        }
-        Ok(())
-    }
-
     fn record_json(record: &super::UrlRecord) -> Result<String> {
         Ok(serde_json::to_string(record)?)
     }
@@ -384,92 +293,6 @@ impl RedisFrontier {
             out.push(Self::record_json(&n.record)?.into_bytes());
         }
         Ok(out)
-    }
-
-    /// Takes leases of `host` from the store into the buffer.
-    fn fetch_leases(&mut self, host: &str, limits: HostLimits) -> Result<()> {
-        self.flush_completions()?;
-        let want = if limits.delay.is_zero() {
-            limits.per_host.clamp(1, LEASE_BATCH)
-        } else {
-            1
-        };
-        let sent = Instant::now();
-        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
-        let script = &self.scripts.lease;
-        let reply: Vec<redis::Value> = self.call(|c| {
-            {
-                script
-                    .prepare_invoke()
-                    .arg(&prefix)
-                    .arg(now_ms())
-                    .arg(&worker)
-                    .arg(expiry)
-                    .arg(host)
-                    .arg(limits.per_host.max(1))
-                    .arg(limits.delay.as_millis() as u64)
-                    .arg(want)
-                    .invoke(c)
-            }
-        })?;
-        let own_share_full = matches!(reply.first(), Some(v) if bytes(v).as_deref() == Some(b"-1"));
-        let wait = reply.first().map_or(0, int);
-        let pages = reply.get(1).map_or(0, int);
-        self.host_pages.insert(host.to_owned(), pages);
-        if own_share_full {
-            // This worker's share of the host is in flight: one of its own requests ending
-            // frees a slot (the scheduler wakes the host then). Leases held under this name
-            // by a previous process are not this one's to wait for: poll for their expiry.
-            let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
-            if !waiting_on_own {
-                self.not_before
-                    .insert(host.to_owned(), Instant::now() + POLL);
-            }
-            return Ok(());
-        }
-        if wait > 0 {
-            // Another worker holds the host's slots or just started one: poll again then.
-            let at = if wait >= 1e15 as u64 {
-                Instant::now() + POLL
-            } else {
-                instant_at(wait)
-            };
-            self.not_before.insert(host.to_owned(), at);
-            return Ok(());
-        }
-        if reply.len() <= 2 {
-            // Its queue is empty: the store dropped it from the schedule.
-            self.work.remove(host);
-            return Ok(());
-        }
-        let mut got = 0u64;
-        for pair in reply[2..].chunks(2) {
-            let [fp, record] = pair else { continue };
-            let (Some(fp), Some(record)) = (bytes(fp), bytes(record)) else {
-                continue;
-            };
-            let Ok(fp) = <Fingerprint>::try_from(fp.as_slice()) else {
-                bail!(
-                    "Redis returned a lease with a {}-byte fingerprint",
-                    fp.len()
-                );
-            };
-            let record: super::UrlRecord = serde_json::from_slice(&record).map_err(|e| {
-                anyhow::anyhow!(
-                    "Redis holds a corrupt URL record for {}: {e}",
-                    hex::encode(fp)
-                )
-            })?;
-            let lease = Lease::detached(fp, record);
-            self.mine.insert(fp, (lease.clone(), sent));
-            self.buffered
-                .entry(host.to_owned())
-                .or_default()
-                .push_back(lease);
-            got += 1;
-        }
-        self.counters.queued = self.counters.queued.saturating_sub(got);
-        Ok(())
     }
 
     /// `state` of a fingerprint as the seen set holds it.
@@ -731,6 +554,7 @@ impl Frontier for RedisFrontier {
             head,
         });
         self.pending_token = Some(done.sink_token.to_vec());
+        self.pending_since.get_or_insert_with(Instant::now);
         if self.pending.len() >= COMPLETE_BATCH {
             self.flush_completions()?;
         }
@@ -826,7 +650,12 @@ impl Frontier for RedisFrontier {
 
     fn tick(&mut self, stats: &super::WorkerStats) -> Result<()> {
         self.stats = serde_json::to_string(stats)?;
-        self.flush_completions()?;
+        if self
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
+        {
+            self.flush_completions()?;
+        }
         self.beat(false)
     }
 

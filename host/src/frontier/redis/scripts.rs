@@ -17,8 +17,7 @@ macro_rules! script {
 pub(crate) struct Scripts {
     pub join: Script,
     pub add: Script,
-    pub lease: Script,
-    pub complete: Script,
+    pub round: Script,
     pub release: Script,
     pub block: Script,
     pub heartbeat: Script,
@@ -30,8 +29,7 @@ impl Scripts {
         Scripts {
             join: script!("join.lua"),
             add: script!("add.lua"),
-            lease: script!("lease.lua"),
-            complete: script!("complete.lua"),
+            round: script!("round.lua"),
             release: script!("release.lua"),
             block: script!("block.lua"),
             heartbeat: script!("heartbeat.lua"),

@@ -1,0 +1,118 @@
+-- One round trip of a worker: first the completions it has not sent yet, then the leases it
+-- asks for (either list may be empty), atomically.
+-- ARGV: prefix, worker, now (ms), lease expiry (ms), sink token, k, then k completions, each:
+-- fingerprint, state ("d" done, "f" failed), counted ("1"/"0"), n aliases, aliases..., n
+-- links, links (4 each, as add.lua); then n, and n × (host, per-host limit, delay (ms), want).
+--
+-- A completion is accepted only if `worker` still holds the lease; then the lease ends, the
+-- URL gets its state, the redirect targets are marked known, the new links are queued and the
+-- counters move. The worker's sink token is stored with the batch.
+--
+-- A lease is decided here, for every worker at once: the host's in-flight count stays under
+-- its limit, its next start respects the delay and any back-off, and a worker takes at most
+-- its share of the limit (the limit over the live workers, rounded up), so the worker that
+-- finishes a request first does not take every slot.
+--
+-- Returns {links added, {fingerprints refused}, {per host asked: {wait until (ms, "0": none;
+-- "-1": this worker's share is in flight, wait for one of its own requests), the host's
+-- counted pages, fp, record, fp, record, ...}}}.
+local worker, now, expiry, token = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local w = P .. 'w:' .. worker
+local touched = {}
+local refused = {}
+local added = 0
+local k = tonumber(ARGV[6])
+local i = 7
+for _ = 1, k do
+  local fp, state, counted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local na = tonumber(ARGV[i + 3])
+  local nl_at = i + 4 + na
+  local nl = tonumber(ARGV[nl_at])
+  local t = owned(fp, worker)
+  if not t then
+    refused[#refused + 1] = fp
+  else
+    local host = t[2]
+    drop_lease(fp, t)
+    redis.call('HDEL', P .. 'r', fp)
+    local sk, sf = seen_key(fp)
+    redis.call('HSET', sk, sf, state)
+    for a = i + 4, i + 3 + na do
+      local ak, af = seen_key(ARGV[a])
+      redis.call('HSET', ak, af, 'a')
+    end
+    if state == 'd' then
+      redis.call('HINCRBY', P .. 'counters', 'done', 1)
+    else
+      redis.call('HINCRBY', P .. 'counters', 'failed', 1)
+    end
+    if counted == '1' then
+      redis.call('HINCRBY', P .. 'counters', 'pages', 1)
+      redis.call('HINCRBY', P .. 'h:' .. host, 'pages', 1)
+      redis.call('HINCRBY', w, 'pages', 1)
+    end
+    touched[host] = true
+    added = added + add_all(nl_at + 1, nl, touched)
+  end
+  i = nl_at + 1 + 4 * nl
+end
+if k > 0 then
+  redis.call('HSET', w, 'token', token)
+end
+reschedule_all(touched)
+
+local alive = redis.call('ZCOUNT', P .. 'alive', now - (tonumber(expiry) - now), '+inf')
+
+local function lease_one(host, limit, delay, want)
+  local h = P .. 'h:' .. host
+  redis.call('HSET', h, 'limit', limit)
+  local v = redis.call('HMGET', h, 'inflight', 'next', 'block', 'pages', 'w:' .. worker)
+  local inflight = num(v[1])
+  local pages = v[4] or '0'
+  local at = math.max(num(v[2]), num(v[3]))
+  if at > now then
+    reschedule(host)
+    return {string.format('%.0f', at), pages}
+  end
+  local share = math.ceil(limit / math.max(alive, 1))
+  local held = num(v[5])
+  if held >= share and inflight < limit then
+    return {'-1', pages}
+  end
+  local n = math.min(want, limit - inflight, share - held)
+  if n <= 0 then
+    reschedule(host)
+    return {string.format('%.0f', FULL), pages}
+  end
+  local popped = redis.call('ZPOPMIN', P .. 'q:' .. host, n)
+  local out = {'0', pages}
+  local k = 0
+  for i = 1, #popped, 2 do
+    local member = popped[i]
+    local fp = string.sub(member, -16)
+    redis.call('ZADD', P .. 'leases', expiry, fp)
+    redis.call('HSET', P .. 'lease', fp, cmsgpack.pack({worker, host, member}))
+    out[#out + 1] = fp
+    out[#out + 1] = redis.call('HGET', P .. 'r', fp) or ''
+    k = k + 1
+  end
+  if k > 0 then
+    redis.call('HSET', h, 'inflight', inflight + k)
+    redis.call('HINCRBY', h, 'w:' .. worker, k)
+    if delay > 0 then
+      redis.call('HSET', h, 'next', now + delay)
+    end
+    redis.call('HINCRBY', P .. 'counters', 'queued', -k)
+    redis.call('HINCRBY', P .. 'counters', 'leased', k)
+  end
+  reschedule(host)
+  return out
+end
+
+local leases = {}
+local n = tonumber(ARGV[i])
+for j = 0, n - 1 do
+  local a = i + 1 + j * 4
+  leases[#leases + 1] = lease_one(ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
+end
+return {added, refused, leases}

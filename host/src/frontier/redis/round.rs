@@ -1,0 +1,266 @@
+//! A worker's round trip to Redis (`round.lua`): the completions it has not sent yet, then
+//! the leases it asks for, in one atomic script call. A lease call takes URLs for the host
+//! the scheduler asks about and for every host where this worker's completions (in the same
+//! call, or since its last call) freed slots, so a worker whose pages finish one at a time
+//! still pays about one round trip per scheduler round, not one per page. It owns how
+//! completions and leases become script arguments and how the reply is taken back; it must
+//! not decide politeness (the script and the scheduler's `Politeness` do).
+
+use super::{LEASE_BATCH, POLL, PendingCompletion, RedisFrontier, bytes, instant_at, int, now_ms};
+use crate::frontier::{HostLimits, Lease, Outcome, UrlRecord};
+use crate::normalize::Fingerprint;
+use anyhow::{Result, anyhow, bail};
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// How soon a host whose slots other workers hold is asked again.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Hosts asked about in one lease call.
+const HOSTS_PER_CALL: usize = 64;
+
+/// What `round.lua` answers: links added, completions refused, one reply per host asked.
+type RoundReply = (i64, Vec<Vec<u8>>, Vec<Vec<redis::Value>>);
+
+impl RedisFrontier {
+    /// Sends the waiting completions, if any.
+    pub(super) fn flush_completions(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.round(Vec::new())
+    }
+
+    /// Sends the waiting completions and takes leases of `host`, and of the hosts where slots
+    /// were freed, into the buffer.
+    pub(super) fn fetch_leases(&mut self, host: &str, limits: HostLimits) -> Result<()> {
+        for p in &self.pending {
+            *self.freed.entry(p.host.clone()).or_default() += 1;
+        }
+        let mut ask: Vec<(String, HostLimits, usize)> =
+            vec![(host.to_owned(), limits, want(limits, usize::MAX))];
+        let freed: Vec<(String, usize)> = self.freed.drain().collect();
+        let now = Instant::now();
+        for (h, n) in freed {
+            if ask.len() >= HOSTS_PER_CALL {
+                break;
+            }
+            let idle = self.buffered.get(&h).is_none_or(|q| q.is_empty());
+            let due = self.not_before.get(&h).is_none_or(|t| *t <= now);
+            if h == host || !idle || !due || !self.work.contains(&h) {
+                continue;
+            }
+            if let Some(l) = self.limits.get(&h).copied() {
+                ask.push((h, l, want(l, n)));
+            }
+        }
+        self.round(ask)
+    }
+
+    fn round(&mut self, ask: Vec<(String, HostLimits, usize)>) -> Result<()> {
+        let mut batch = std::mem::take(&mut self.pending);
+        let token = self.pending_token.take().unwrap_or_default();
+        self.pending_since = None;
+        if self.others_alive {
+            self.drop_known_links(&mut batch)?;
+        }
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        for p in &batch {
+            args.extend(p.head.iter().cloned());
+            args.push(p.links.len().to_string().into_bytes());
+            args.extend(Self::link_args(&p.links)?);
+        }
+        let sent = Instant::now();
+        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
+        let script = &self.scripts.round;
+        let (added, refused, leases): RoundReply = self.call(|c| {
+            let mut inv = script.prepare_invoke();
+            inv.arg(&prefix)
+                .arg(&worker)
+                .arg(now_ms())
+                .arg(expiry)
+                .arg(token.as_slice())
+                .arg(batch.len());
+            for a in &args {
+                inv.arg(a.as_slice());
+            }
+            inv.arg(ask.len());
+            for (h, l, w) in &ask {
+                inv.arg(h)
+                    .arg(l.per_host.max(1))
+                    .arg(l.delay.as_millis() as u64)
+                    .arg(*w);
+            }
+            inv.invoke(c)
+        })?;
+        if !batch.is_empty() {
+            self.took_completions(batch, token, added, &refused);
+        }
+        for ((h, _, _), reply) in ask.iter().zip(leases) {
+            self.take_reply(h, &reply, sent)?;
+        }
+        Ok(())
+    }
+
+    /// What the store made of the completions sent.
+    fn took_completions(
+        &mut self,
+        batch: Vec<PendingCompletion>,
+        token: Vec<u8>,
+        added: i64,
+        refused: &[Vec<u8>],
+    ) {
+        let refused: HashSet<Fingerprint> = refused
+            .iter()
+            .filter_map(|b| <Fingerprint>::try_from(b.as_slice()).ok())
+            .collect();
+        self.token = Some(token);
+        for p in batch {
+            if refused.contains(&p.fp) {
+                self.lost += 1;
+                match p.outcome {
+                    Outcome::Done => self.counters.done = self.counters.done.saturating_sub(1),
+                    Outcome::Failed => {
+                        self.counters.failed = self.counters.failed.saturating_sub(1)
+                    }
+                }
+                if p.counted {
+                    self.counters.pages = self.counters.pages.saturating_sub(1);
+                    if let Some(n) = self.host_pages.get_mut(&p.host) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                tracing::warn!(
+                    url = %p.url,
+                    "the store refused this page's completion: its lease had expired and went to another worker"
+                );
+                continue;
+            }
+            for l in p.links {
+                self.seen.insert(l.fp);
+                if self.work.insert(l.record.host.clone()) {
+                    self.woken.push(l.record.host);
+                }
+            }
+        }
+        self.counters.known += added.max(0) as u64;
+        self.counters.queued += added.max(0) as u64;
+    }
+
+    /// With other workers alive, most links this worker has not seen are known to the crawl
+    /// (another worker queued them): one pipelined read of 16-byte fingerprints finds those,
+    /// so their records are not built and sent. The completion script checks again, so a link
+    /// queued in between is still not queued twice.
+    fn drop_known_links(&mut self, batch: &mut [PendingCompletion]) -> Result<()> {
+        let fields: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .flat_map(|p| p.links.iter())
+            .map(|l| {
+                let (bucket, field) = Self::seen_field(&l.fp);
+                (format!("{}s:{bucket}", self.prefix), field)
+            })
+            .collect();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<bool> = self.call(|c| {
+            let mut pipe = redis::pipe();
+            for (key, field) in &fields {
+                pipe.cmd("HEXISTS").arg(key).arg(field.as_slice());
+            }
+            pipe.query(c)
+        })?;
+        let mut known = known.into_iter();
+        for p in batch.iter_mut() {
+            let mut keep = Vec::with_capacity(p.links.len());
+            for l in p.links.drain(..) {
+                if known.next().unwrap_or(false) {
+                    self.seen.insert(l.fp);
+                } else {
+                    keep.push(l);
+                }
+            }
+            p.links = keep;
+        }
+        Ok(())
+    }
+
+    /// One host's part of a lease reply.
+    fn take_reply(&mut self, host: &str, reply: &[redis::Value], sent: Instant) -> Result<()> {
+        let own_share_full = matches!(reply.first(), Some(v) if bytes(v).as_deref() == Some(b"-1"));
+        let wait = reply.first().map_or(0, int);
+        let pages = reply.get(1).map_or(0, int);
+        tracing::trace!(
+            host,
+            wait,
+            own_share_full,
+            got = reply.len().saturating_sub(2) / 2,
+            "lease reply"
+        );
+        self.host_pages.insert(host.to_owned(), pages);
+        if own_share_full {
+            // This worker's share of the host is in flight: one of its own requests ending
+            // frees a slot (the scheduler wakes the host then). Leases held under this name
+            // by a previous process are not this one's to wait for: poll for their expiry.
+            let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
+            if !waiting_on_own {
+                self.not_before
+                    .insert(host.to_owned(), Instant::now() + POLL);
+            }
+            return Ok(());
+        }
+        if wait > 0 {
+            // Another worker holds the host's slots (ask again soon: its requests take
+            // milliseconds) or just started one (ask again when its delay is over).
+            let at = if wait >= 1e15 as u64 {
+                Instant::now() + FULL_RETRY
+            } else {
+                instant_at(wait)
+            };
+            self.not_before.insert(host.to_owned(), at);
+            return Ok(());
+        }
+        if reply.len() <= 2 {
+            // Its queue is empty: the store dropped it from the schedule.
+            self.work.remove(host);
+            return Ok(());
+        }
+        let mut got = 0u64;
+        for pair in reply[2..].chunks(2) {
+            let [fp, record] = pair else { continue };
+            let (Some(fp), Some(record)) = (bytes(fp), bytes(record)) else {
+                continue;
+            };
+            let Ok(fp) = <Fingerprint>::try_from(fp.as_slice()) else {
+                bail!(
+                    "Redis returned a lease with a {}-byte fingerprint",
+                    fp.len()
+                );
+            };
+            let record: UrlRecord = serde_json::from_slice(&record).map_err(|e| {
+                anyhow!(
+                    "Redis holds a corrupt URL record for {}: {e}",
+                    hex::encode(fp)
+                )
+            })?;
+            let lease = Lease::detached(fp, record);
+            self.mine.insert(fp, (lease.clone(), sent));
+            self.buffered
+                .entry(host.to_owned())
+                .or_default()
+                .push_back(lease);
+            got += 1;
+        }
+        self.counters.queued = self.counters.queued.saturating_sub(got);
+        Ok(())
+    }
+}
+
+/// URLs to ask for: up to the host's limit (and `at_most`) when it has no delay, else one.
+fn want(l: HostLimits, at_most: usize) -> usize {
+    if l.delay.is_zero() {
+        l.per_host.min(at_most).clamp(1, LEASE_BATCH)
+    } else {
+        1
+    }
+}
