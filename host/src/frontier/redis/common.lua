@@ -15,6 +15,21 @@ local function num(v)
   return tonumber(v or '0') or 0
 end
 
+-- Changes to the crawl's counters, written once per script call by `flush_counts`, not once
+-- per URL.
+local C = {}
+local function count(field, n)
+  C[field] = (C[field] or 0) + n
+end
+local function flush_counts()
+  for field, n in pairs(C) do
+    if n ~= 0 then
+      redis.call('HINCRBY', P .. 'counters', field, n)
+    end
+  end
+  C = {}
+end
+
 -- Puts `host` in the schedule at the time it may start next, or takes it out when its
 -- queue is empty.
 local function reschedule(host)
@@ -52,8 +67,8 @@ local function add_all(i, n, touched)
     added = added + add_new(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], touched)
   end
   if added > 0 then
-    redis.call('HINCRBY', P .. 'counters', 'known', added)
-    redis.call('HINCRBY', P .. 'counters', 'queued', added)
+    count('known', added)
+    count('queued', added)
   end
   return added
 end
@@ -89,13 +104,13 @@ local function drop_lease(fp, t)
   if redis.call('HINCRBY', h, 'w:' .. t[1], -1) <= 0 then
     redis.call('HDEL', h, 'w:' .. t[1])
   end
-  redis.call('HINCRBY', P .. 'counters', 'leased', -1)
+  count('leased', -1)
 end
 
 -- Puts a leased URL back in its queue.
 local function requeue(fp, t)
   drop_lease(fp, t)
   redis.call('ZADD', P .. 'q:' .. t[2], 0, t[3])
-  redis.call('HINCRBY', P .. 'counters', 'queued', 1)
+  count('queued', 1)
   reschedule(t[2])
 end

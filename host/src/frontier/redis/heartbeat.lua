@@ -27,7 +27,8 @@ for _, fp in ipairs(expired) do
   end
 end
 if requeued > 0 then
-  redis.call('HINCRBY', P .. 'counters', 'expired', requeued)
+  count('expired', requeued)
 end
 local alive = redis.call('ZCOUNT', P .. 'alive', now - (tonumber(expiry) - now), '+inf')
+flush_counts()
 return {requeued, redis.call('HGETALL', P .. 'counters'), gone, alive}

@@ -717,3 +717,84 @@ impl Frontier for RedisFrontier {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontier::keys::{HostId, QueueKey};
+
+    /// A host's queue in Redis is ordered by these bytes (then the sequence): the same order
+    /// as the fjall store's queue keys, so a crawl visits URLs in the same order on either.
+    #[test]
+    fn queue_order_matches_the_embedded_store() {
+        let cases = [
+            (5, 0),
+            (5, 3),
+            (0, 0),
+            (0, 7),
+            (-1, 0),
+            (-1, 2),
+            (i32::MAX, 9),
+            (i32::MIN, 0),
+        ];
+        let mut by_redis: Vec<(i32, u32)> = cases.to_vec();
+        by_redis.sort_by_key(|(p, d)| order(*p, *d));
+        let mut by_fjall: Vec<(i32, u32)> = cases.to_vec();
+        by_fjall.sort_by_key(|(p, d)| {
+            QueueKey {
+                host: HostId::of("h"),
+                priority: *p,
+                depth: *d,
+                seq: 0,
+            }
+            .encode()
+        });
+        assert_eq!(by_redis, by_fjall);
+        assert_eq!(
+            by_redis.first(),
+            Some(&(i32::MAX, 9)),
+            "highest priority first"
+        );
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:****@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact("redis://user:s3cret@h:1/2"),
+            "redis://user:****@h:1/2"
+        );
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert!(!redact("not a url :s3cret@").contains("s3cret"));
+    }
+
+    #[test]
+    fn shared_crawl_settings_are_checked() {
+        let cfg = |frontier: Option<&str>, id: Option<&str>, worker: Option<&str>| {
+            crate::config::CrawlConfig {
+                frontier: frontier.map(String::from),
+                crawl_id: id.map(String::from),
+                worker: worker.map(String::from),
+                ..Default::default()
+            }
+            .check_shared()
+            .map_err(|e| e.to_string())
+        };
+        assert!(cfg(None, None, None).is_ok());
+        assert!(cfg(Some("redis://h:1/0"), Some("shop-2026.11"), Some("w:1")).is_ok());
+        let err = |r: Result<(), String>| r.err().unwrap_or_default();
+        assert!(err(cfg(Some("redis://h:1/0"), None, None)).contains("needs --crawl-id"));
+        assert!(err(cfg(None, Some("x"), None)).contains("add --frontier"));
+        assert!(err(cfg(Some("rediss://h:1/0"), Some("x"), None)).contains("TLS"));
+        assert!(err(cfg(Some("postgres://h/db"), Some("x"), None)).contains("not a Redis URL"));
+        assert!(err(cfg(Some("redis://h:1/0"), Some("a b"), None)).contains("--crawl-id"));
+        assert!(
+            err(cfg(Some("redis://h:1/0"), Some("x"), Some(&"w".repeat(65)))).contains("--worker")
+        );
+        let pw = err(cfg(Some("rediss://:s3cret@h:1/0"), Some("x"), None));
+        assert!(!pw.contains("s3cret"), "{pw}");
+    }
+}

@@ -6,4 +6,5 @@ if not t then
 end
 redis.call('HSET', P .. 'r', ARGV[3], ARGV[4])
 requeue(ARGV[3], t)
+flush_counts()
 return 1

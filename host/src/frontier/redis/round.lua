@@ -19,6 +19,8 @@
 local worker, now, expiry, token = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local w = P .. 'w:' .. worker
 local touched = {}
+local host_pages = {}
+local worker_pages = 0
 local refused = {}
 local added = 0
 local k = tonumber(ARGV[6])
@@ -42,14 +44,14 @@ for _ = 1, k do
       redis.call('HSET', ak, af, 'a')
     end
     if state == 'd' then
-      redis.call('HINCRBY', P .. 'counters', 'done', 1)
+      count('done', 1)
     else
-      redis.call('HINCRBY', P .. 'counters', 'failed', 1)
+      count('failed', 1)
     end
     if counted == '1' then
-      redis.call('HINCRBY', P .. 'counters', 'pages', 1)
-      redis.call('HINCRBY', P .. 'h:' .. host, 'pages', 1)
-      redis.call('HINCRBY', w, 'pages', 1)
+      count('pages', 1)
+      host_pages[host] = (host_pages[host] or 0) + 1
+      worker_pages = worker_pages + 1
     end
     touched[host] = true
     added = added + add_all(nl_at + 1, nl, touched)
@@ -58,6 +60,12 @@ for _ = 1, k do
 end
 if k > 0 then
   redis.call('HSET', w, 'token', token)
+end
+for host, n in pairs(host_pages) do
+  redis.call('HINCRBY', P .. 'h:' .. host, 'pages', n)
+end
+if worker_pages > 0 then
+  redis.call('HINCRBY', w, 'pages', worker_pages)
 end
 reschedule_all(touched)
 
@@ -102,8 +110,8 @@ local function lease_one(host, limit, delay, want)
     if delay > 0 then
       redis.call('HSET', h, 'next', now + delay)
     end
-    redis.call('HINCRBY', P .. 'counters', 'queued', -k)
-    redis.call('HINCRBY', P .. 'counters', 'leased', k)
+    count('queued', -k)
+    count('leased', k)
   end
   reschedule(host)
   return out
@@ -115,4 +123,5 @@ for j = 0, n - 1 do
   local a = i + 1 + j * 4
   leases[#leases + 1] = lease_one(ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
 end
+flush_counts()
 return {added, refused, leases}
