@@ -427,6 +427,56 @@ fn a_redis_restart_mid_crawl_is_waited_for() {
     assert_eq!(status_json(&url, "restart")["finished"], true);
 }
 
+/// A Redis out of memory (`noeviction`) stops the worker with one line naming the error, and
+/// no script runs halfway; with room again, the same worker (its name free after
+/// `lease_ttl_s`) resumes and the crawl ends with the reference items, none written twice.
+#[test]
+fn a_full_redis_stops_the_worker_in_one_line_and_it_resumes() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(5));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("oom");
+    let used: u64 = redis
+        .command("INFO memory")
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    // Room for the crawl's start, not for all of it.
+    assert!(
+        redis
+            .command(&format!("CONFIG SET maxmemory {}", used + 60_000))
+            .starts_with("+OK")
+    );
+    let st = tempdir("redis-oom");
+    let ttl = ["--set", "lease_ttl_s=5"];
+    let mut child = worker(&site, &redis.url(), "oom", "full", &st, &ttl);
+    let status = wait_bounded(&mut child, Duration::from_secs(120)).expect("worker ends");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(!status.success(), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("OOM"), "{err}");
+    // No script stopped halfway: every lease is both in the expiry set and in the table.
+    let zcard = redis.command("ZCARD sc:{oom}:leases");
+    let hlen = redis.command("HLEN sc:{oom}:lease");
+    assert_eq!(zcard, hlen, "leases {zcard} vs lease records {hlen}");
+
+    assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
+    std::thread::sleep(Duration::from_secs(6));
+    let log = finish(
+        worker(&site, &redis.url(), "oom", "full", &st, &ttl),
+        "the worker, resumed",
+    );
+    assert!(!log.contains("error:"), "{log}");
+    assert_eq!(item_ids(std::slice::from_ref(&st)), want);
+    assert_eq!(status_json(&redis.url(), "oom")["finished"], true);
+}
+
 /// Runs a worker that must be refused, and returns its stderr's error line.
 fn refused(args: &[&str]) -> String {
     let (status, _, err) = run_bin(args, Duration::from_secs(60));

@@ -331,6 +331,9 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
         w.abort();
         let _ = w.await;
     }
+    if ran.is_err() {
+        scheduler.abandon();
+    }
     ran?;
     let summary = scheduler.finish()?;
     progress.finish();

@@ -238,6 +238,14 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The crawl failed: a shared frontier gets the leases this worker holds back now, if it
+    /// can (otherwise they expire). A local store needs nothing: its leases are in memory.
+    pub fn abandon(&mut self) {
+        if let Err(e) = self.frontier.close() {
+            tracing::debug!("giving leases back after the error: {e:#}");
+        }
+    }
+
     /// What this worker reports to a shared frontier.
     fn worker_stats(&self) -> crate::frontier::WorkerStats {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);

@@ -45,6 +45,33 @@ impl Conn {
                 conn.shown
             );
         }
+        // The scripts use Redis 7's function flags (`#!lua`).
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut con)
+            .map_err(|e| conn.explain(&e))?;
+        let version = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major < 7 {
+            bail!(
+                "{} is Redis {}; a shared crawl needs Redis 7 or newer",
+                conn.shown,
+                if version.is_empty() {
+                    "of an unknown version"
+                } else {
+                    &version
+                }
+            );
+        }
         conn.con = Some(con);
         Ok(conn)
     }

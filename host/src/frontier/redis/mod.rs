@@ -73,6 +73,8 @@ pub struct RedisFrontier {
     /// In a cell so that the read-only questions of the trait (`state`, `host_queued`) can
     /// ask Redis too; the scheduler is the only user, from one task.
     conn: RefCell<Conn>,
+    /// A call to Redis failed: the crawl is stopping with that error.
+    failed: std::cell::Cell<bool>,
     scripts: Scripts,
     /// `sc:{ID}:`.
     prefix: String,
@@ -153,6 +155,7 @@ impl RedisFrontier {
         let conn = blocking(|| Conn::open(&target.url, target.max_wait))?;
         let frontier = RedisFrontier {
             conn: RefCell::new(conn),
+            failed: std::cell::Cell::new(false),
             robots: std::sync::Arc::new(robots::RedisRobots::open(&target.url, &target.crawl_id)?),
             scripts: Scripts::new(),
             prefix: prefix(&target.crawl_id),
@@ -183,7 +186,11 @@ impl RedisFrontier {
 
     fn call<T>(&self, f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
         let mut conn = self.conn.borrow_mut();
-        blocking(move || conn.call(f))
+        let result = blocking(move || conn.call(f));
+        if result.is_err() {
+            self.failed.set(true);
+        }
+        result
     }
 
     fn expiry(&self) -> u64 {
@@ -682,6 +689,11 @@ impl Frontier for RedisFrontier {
     }
 
     fn close(&mut self) -> Result<()> {
+        // After a failed call (Redis gone for redis_wait_s, out of memory) nothing is sent:
+        // the leases expire on their own.
+        if self.failed.get() {
+            return Ok(());
+        }
         self.flush_completions()?;
         // Leases not completed (buffered, or in flight when the crawl stopped) go back now
         // rather than after their expiry, so the other workers take them at once.

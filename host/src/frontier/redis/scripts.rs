@@ -4,9 +4,14 @@
 
 use redis::Script;
 
+// The shebang (Redis 7) makes Redis check a script's flags before running it: with no
+// `allow-oom` flag, a Redis out of memory refuses the whole script up front instead of
+// failing halfway through it (scripts are atomic, but a failed command does not undo the
+// ones before it).
 macro_rules! script {
     ($file:literal) => {
         Script::new(concat!(
+            "#!lua\n",
             include_str!("common.lua"),
             "\n",
             include_str!($file)
