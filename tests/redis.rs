@@ -392,6 +392,42 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     );
 }
 
+/// Ctrl+C on one worker: it finishes its requests, gives back the URLs it had leased but not
+/// started, and exits 130; the other worker takes them at once (no lease has to expire).
+#[test]
+fn an_interrupted_worker_gives_its_leases_back() {
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(60));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("sigint");
+    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-i{i}"))).collect();
+    let mut workers: Vec<Child> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| worker(&site, &redis.url(), "sigint", &format!("i{i}"), st, &[]))
+        .collect();
+    assert!(
+        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 30),
+        "the crawl did not get going"
+    );
+    let mut stopped = workers.remove(0);
+    // SAFETY: signalling a child process this test spawned and still owns.
+    unsafe { libc::kill(stopped.id() as i32, libc::SIGINT) };
+    let status = wait_bounded(&mut stopped, Duration::from_secs(30)).expect("stops on SIGINT");
+    assert_eq!(status.code(), Some(130));
+    finish(workers.remove(0), "the other worker");
+    let s = status_json(&redis.url(), "sigint");
+    assert_eq!(s["finished"], true, "{s}");
+    // Had the interrupted worker kept its leases, they would have had to expire first.
+    assert_eq!(s["expired"], 0, "{s}");
+    let w = &s["workers"].as_array().expect("workers")[..];
+    assert!(
+        w.iter().any(|w| w["name"] == "i0" && w["stopped"] == true),
+        "{s}"
+    );
+    assert_eq!(item_ids(&states), want, "the union of the workers' items");
+}
+
 #[test]
 fn a_redis_restart_mid_crawl_is_waited_for() {
     let rt = runtime();
