@@ -55,6 +55,8 @@ crawl() {
   local after; after=$(redis_cpu)
   local pages
   pages=$(python3 -c "import json,glob,sys;print(sum(json.load(open(f))['pages'] for f in glob.glob(sys.argv[1]+'/w*/summary.json')))" "$dir")
+  # Each crawl's items (over 1 GB on a large site) go before the next one runs.
+  rm -rf "$dir"
   read -r wall user sys <<< "$t"
   python3 -c "
 import sys
