@@ -513,6 +513,83 @@ fn a_full_redis_stops_the_worker_in_one_line_and_it_resumes() {
     assert_eq!(status_json(&redis.url(), "oom")["finished"], true);
 }
 
+/// `--listen` on a worker of a shared crawl: its status API answers with the crawl's known
+/// and queued counts (from Redis) and its per-host queue sizes, and `/metrics` answers too.
+#[test]
+fn a_worker_serves_its_status_page() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(60));
+    let redis = PrivateRedis::start("listen");
+    let st = tempdir("redis-listen");
+    let mut child = worker(
+        &site,
+        &redis.url(),
+        "listen",
+        "l0",
+        &st,
+        &["--listen", "127.0.0.1:0", "--log-level", "info"],
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a status page address in the log");
+        if let Some(rest) = line.split("status page on http://").nth(1) {
+            break rest.split('/').next().unwrap_or_default().to_owned();
+        }
+    };
+    let get = |path: &str| -> (String, String) {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the status page");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        (
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        )
+    };
+    // Bounded: the crawl takes a few seconds; the status is read while it runs.
+    let mut seen = None;
+    for _ in 0..200 {
+        let (line, body) = get("/api/status");
+        assert!(line.contains("200"), "{line}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+        if v["known"].as_u64().unwrap_or(0) > 0
+            && !v["hosts"].as_array().is_none_or(|h| h.is_empty())
+        {
+            seen = Some(v);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v = seen.expect("a status with known URLs and a hosts table");
+    assert!(v["known"].as_u64() >= v["queued"].as_u64(), "{v}");
+    let (line, metrics) = get("/metrics");
+    assert!(
+        line.contains("200") && metrics.contains("sandcrawl_"),
+        "{line}"
+    );
+    let status = wait_bounded(&mut child, Duration::from_secs(120)).expect("worker ends");
+    assert!(status.success());
+    assert_eq!(status_json(&redis.url(), "listen")["finished"], true);
+}
+
 /// Runs a worker that must be refused, and returns its stderr's error line.
 fn refused(args: &[&str]) -> String {
     let (status, _, err) = run_bin(args, Duration::from_secs(60));
