@@ -149,6 +149,34 @@ fn spawn_worker(
         .expect("spawn worker")
 }
 
+/// `n` workers named `{id}{i}` on state directories of their own, started together.
+struct Crew {
+    states: Vec<PathBuf>,
+    workers: Vec<Child>,
+}
+
+impl Crew {
+    fn start(site: &Site, redis: &str, id: &str, n: usize, extra: &[&str]) -> Crew {
+        let states: Vec<PathBuf> = (0..n).map(|i| tempdir(&format!("redis-{id}{i}"))).collect();
+        let workers = states
+            .iter()
+            .enumerate()
+            .map(|(i, st)| worker(site, redis, id, &format!("{id}{i}"), st, extra))
+            .collect();
+        Crew { states, workers }
+    }
+}
+
+impl Site {
+    /// Waits (bounded) until the crawl has fetched `n` pages.
+    fn wait_for_pages(&self, n: usize) {
+        assert!(
+            db::wait_until(Duration::from_secs(60), || self.page_requests().len() >= n),
+            "the crawl did not get going"
+        );
+    }
+}
+
 fn finish(mut child: Child, what: &str) -> String {
     let status = wait_bounded(&mut child, Duration::from_secs(120));
     let mut err = String::new();
@@ -288,17 +316,12 @@ fn a_worker_killed_mid_crawl_loses_nothing() {
     let site = Site::start(&rt, Duration::from_millis(60));
     let want = reference(&site);
     let redis = PrivateRedis::start("kill");
-    let states: Vec<PathBuf> = (0..3).map(|i| tempdir(&format!("redis-k{i}"))).collect();
     let ttl = ["--set", "lease_ttl_s=5"];
-    let mut workers: Vec<Child> = states
-        .iter()
-        .enumerate()
-        .map(|(i, st)| worker(&site, &redis.url(), "kill", &format!("k{i}"), st, &ttl))
-        .collect();
-    assert!(
-        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 40),
-        "the crawl did not get going"
-    );
+    let Crew {
+        states,
+        mut workers,
+    } = Crew::start(&site, &redis.url(), "kill", 3, &ttl);
+    site.wait_for_pages(40);
     let mut victim = workers.remove(0);
     victim.kill().expect("kill -9");
     let _ = victim.wait();
@@ -312,7 +335,7 @@ fn a_worker_killed_mid_crawl_loses_nothing() {
     // Restarted, the killed worker finds the crawl finished and cuts its output back to the
     // last page it committed (it may have written the items of a page it was completing).
     let err = finish(
-        worker(&site, &redis.url(), "kill", "k0", &states[0], &ttl),
+        worker(&site, &redis.url(), "kill", "kill0", &states[0], &ttl),
         "restarted worker",
     );
     assert!(err.contains("is finished"), "{err}");
@@ -336,17 +359,9 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     let site = Site::start(&rt, Duration::from_millis(60));
     let want = reference(&site);
     let redis = PrivateRedis::start("stall");
-    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-s{i}"))).collect();
-    let ttl = ["--set", "lease_ttl_s=5"];
-    let workers: Vec<Child> = states
-        .iter()
-        .enumerate()
-        .map(|(i, st)| worker(&site, &redis.url(), "stall", &format!("s{i}"), st, &ttl))
-        .collect();
-    assert!(
-        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 30),
-        "the crawl did not get going"
-    );
+    let Crew { states, workers } =
+        Crew::start(&site, &redis.url(), "stall", 2, &["--set", "lease_ttl_s=5"]);
+    site.wait_for_pages(30);
     // A second process under a live worker's name is refused.
     let twin = tempdir("redis-twin").display().to_string();
     let mut args = common(&site);
@@ -357,7 +372,7 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
             "--crawl-id",
             "stall",
             "--worker",
-            "s1",
+            "stall1",
             "--state",
             &twin,
             "--set",
@@ -367,7 +382,7 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let line = refused(&args);
-    assert!(line.contains("worker name s1 is in use"), "{line}");
+    assert!(line.contains("worker name stall1 is in use"), "{line}");
     let frozen = workers[0].id() as i32;
     // SAFETY: signalling a child process this test spawned and still owns.
     unsafe { libc::kill(frozen, libc::SIGSTOP) };
@@ -400,16 +415,11 @@ fn an_interrupted_worker_gives_its_leases_back() {
     let site = Site::start(&rt, Duration::from_millis(60));
     let want = reference(&site);
     let redis = PrivateRedis::start("sigint");
-    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-i{i}"))).collect();
-    let mut workers: Vec<Child> = states
-        .iter()
-        .enumerate()
-        .map(|(i, st)| worker(&site, &redis.url(), "sigint", &format!("i{i}"), st, &[]))
-        .collect();
-    assert!(
-        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 30),
-        "the crawl did not get going"
-    );
+    let Crew {
+        states,
+        mut workers,
+    } = Crew::start(&site, &redis.url(), "sigint", 2, &[]);
+    site.wait_for_pages(30);
     let mut stopped = workers.remove(0);
     // SAFETY: signalling a child process this test spawned and still owns.
     unsafe { libc::kill(stopped.id() as i32, libc::SIGINT) };
@@ -422,7 +432,8 @@ fn an_interrupted_worker_gives_its_leases_back() {
     assert_eq!(s["expired"], 0, "{s}");
     let w = &s["workers"].as_array().expect("workers")[..];
     assert!(
-        w.iter().any(|w| w["name"] == "i0" && w["stopped"] == true),
+        w.iter()
+            .any(|w| w["name"] == "sigint0" && w["stopped"] == true),
         "{s}"
     );
     assert_eq!(item_ids(&states), want, "the union of the workers' items");
@@ -435,17 +446,9 @@ fn a_redis_restart_mid_crawl_is_waited_for() {
     let want = reference(&site);
     let mut redis = PrivateRedis::start("restart");
     let url = redis.url();
-    let states: Vec<PathBuf> = (0..2).map(|i| tempdir(&format!("redis-r{i}"))).collect();
-    let ttl = ["--set", "lease_ttl_s=5"];
-    let workers: Vec<Child> = states
-        .iter()
-        .enumerate()
-        .map(|(i, st)| worker(&site, &url, "restart", &format!("r{i}"), st, &ttl))
-        .collect();
-    assert!(
-        db::wait_until(Duration::from_secs(60), || site.page_requests().len() >= 40),
-        "the crawl did not get going"
-    );
+    let Crew { states, workers } =
+        Crew::start(&site, &url, "restart", 2, &["--set", "lease_ttl_s=5"]);
+    site.wait_for_pages(40);
     redis.kill();
     std::thread::sleep(Duration::from_secs(2));
     redis.start_server();
