@@ -101,18 +101,22 @@ fn common(site: &Site) -> Vec<String> {
 
 /// `common` without the seeds.
 fn flags() -> Vec<String> {
-    vec![
-        "run".into(),
-        "--no-progress".into(),
-        "--plugins".into(),
-        plugin("quotes").display().to_string(),
-        "--plugins".into(),
-        plugin("products").display().to_string(),
+    flags_with(&["quotes", "products"])
+}
+
+/// `flags` with these plugins.
+fn flags_with(plugins: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into(), "--no-progress".into()];
+    for p in plugins {
+        a.extend(["--plugins".into(), plugin(p).display().to_string()]);
+    }
+    a.extend([
         "--per-host".into(),
         PER_HOST.to_string(),
         "--set".into(),
         "fetch.resolve={ \"*.shared.test\" = \"127.0.0.1\" }".into(),
-    ]
+    ]);
+    a
 }
 
 fn worker(site: &Site, redis: &str, id: &str, name: &str, state: &Path, extra: &[&str]) -> Child {
@@ -364,9 +368,9 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     site.wait_for_pages(30);
     // A second process under a live worker's name is refused.
     let twin = tempdir("redis-twin").display().to_string();
-    let mut args = common(&site);
-    args.extend(
-        [
+    let line = refused(
+        common(&site),
+        &[
             "--frontier",
             &redis.url(),
             "--crawl-id",
@@ -377,11 +381,8 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
             &twin,
             "--set",
             "lease_ttl_s=5",
-        ]
-        .map(String::from),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let line = refused(&args);
     assert!(line.contains("worker name stall1 is in use"), "{line}");
     let frozen = workers[0].id() as i32;
     // SAFETY: signalling a child process this test spawned and still owns.
@@ -593,9 +594,11 @@ fn a_worker_serves_its_status_page() {
     assert_eq!(status_json(&redis.url(), "listen")["finished"], true);
 }
 
-/// Runs a worker that must be refused, and returns its stderr's error line.
-fn refused(args: &[&str]) -> String {
-    let (status, _, err) = run_bin(args, Duration::from_secs(60));
+/// Runs `args` + `extra`, which must be refused, and returns its stderr's error line.
+fn refused(mut args: Vec<String>, extra: &[&str]) -> String {
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = run_bin(&args, Duration::from_secs(60));
     assert!(!status.success(), "{args:?} was not refused: {err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {err}");
@@ -608,18 +611,10 @@ fn bad_redis_input_is_one_line_each() {
     let site = Site::start(&rt, Duration::ZERO);
     let st = tempdir("redis-bad");
     let state = st.display().to_string();
-    let base = common(&site);
-    let with = |extra: &[&str]| -> Vec<String> {
-        let mut a = base.clone();
-        a.extend(["--state".to_string(), state.clone()]);
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
     let check = |extra: &[&str], want: &str| {
-        let args = with(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let line = refused(&args);
+        let line = refused(common(&site), &[&["--state", &state], extra].concat());
         assert!(line.contains(want), "{extra:?}: {line}");
+        line
     };
     let nobody = format!("redis://127.0.0.1:{}/0", db::free_port());
     check(
@@ -639,20 +634,17 @@ fn bad_redis_input_is_one_line_each() {
     check(&["--frontier", &nobody, "--crawl-id", "a b"], "--crawl-id");
     // A worker without seeds cannot start a crawl that does not exist.
     let empty = PrivateRedis::start("empty");
-    let mut seedless = flags();
-    seedless.extend(
-        [
+    let line = refused(
+        flags(),
+        &[
             "--frontier",
             &empty.url(),
             "--crawl-id",
             "new",
             "--state",
             &state,
-        ]
-        .map(String::from),
+        ],
     );
-    let seedless: Vec<&str> = seedless.iter().map(String::as_str).collect();
-    let line = refused(&seedless);
     assert!(
         line.contains("does not exist") && line.contains("seed"),
         "{line}"
@@ -660,12 +652,10 @@ fn bad_redis_input_is_one_line_each() {
 
     let locked = PrivateRedis::with_password("pw", "right-password");
     let wrong = format!("redis://:wrong@127.0.0.1:{}/0", locked.port);
-    let line = {
-        let args = with(&["--frontier", &wrong, "--crawl-id", "x"]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refused(&args)
-    };
-    assert!(line.contains("refused the password"), "{line}");
+    let line = check(
+        &["--frontier", &wrong, "--crawl-id", "x"],
+        "refused the password",
+    );
     assert!(
         !line.contains("wrong"),
         "the password is not printed: {line}"
@@ -688,37 +678,7 @@ fn bad_redis_input_is_one_line_each() {
     );
     finish(first, "first worker");
     let other = tempdir("redis-cfg2").display().to_string();
-    let args = {
-        let mut a = common(&site);
-        a.extend(
-            [
-                "--frontier",
-                &redis.url(),
-                "--crawl-id",
-                "cfg",
-                "--state",
-                &other,
-                "--max-pages",
-                "3",
-                "--set",
-                "politeness.delay_ms=250",
-            ]
-            .map(String::from),
-        );
-        a
-    };
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let line = refused(&args);
-    assert!(
-        line.contains("politeness.delay_ms (here 250, in the crawl 0)"),
-        "{line}"
-    );
-    // Another plugin set is refused the same way.
-    let args = [
-        "run",
-        "--no-progress",
-        "--plugins",
-        &plugin("quotes").display().to_string(),
+    let joining = [
         "--frontier",
         &redis.url(),
         "--crawl-id",
@@ -728,15 +688,17 @@ fn bad_redis_input_is_one_line_each() {
         "--max-pages",
         "3",
     ];
-    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    args.extend(site.seeds());
-    args.extend([
-        "--per-host".into(),
-        PER_HOST.to_string(),
-        "--set".into(),
-        "fetch.resolve={ \"*.shared.test\" = \"127.0.0.1\" }".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let line = refused(&args);
+    let line = refused(
+        common(&site),
+        &[&joining[..], &["--set", "politeness.delay_ms=250"]].concat(),
+    );
+    assert!(
+        line.contains("politeness.delay_ms (here 250, in the crawl 0)"),
+        "{line}"
+    );
+    // Another plugin set is refused the same way.
+    let mut only_quotes = flags_with(&["quotes"]);
+    only_quotes.extend(site.seeds());
+    let line = refused(only_quotes, &joining);
     assert!(line.contains("different plugins"), "{line}");
 }

@@ -398,7 +398,7 @@ impl CrawlConfig {
             }
             return Ok(());
         };
-        let shown = crate::frontier::redis::redact(url);
+        let shown = crate::sink::target::mask(url);
         match url.split_once("://").map(|(s, _)| s) {
             Some("redis") => {}
             Some("rediss") => bail!(

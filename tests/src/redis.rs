@@ -87,45 +87,41 @@ impl PrivateRedis {
         }
     }
 
-    /// Sends one command (inline form, no password) and returns the raw reply.
+    /// Sends one command (inline form) and returns the raw reply.
     pub fn command(&self, cmd: &str) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        s.write_all(format!("{cmd}\r\n").as_bytes())
-            .expect("send to redis");
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf).unwrap_or(0);
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        self.exchange(cmd).expect("redis answers")
     }
 
     fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut req = String::new();
-        if let Some(p) = &self.password {
-            req.push_str(&format!("AUTH {p}\r\n"));
-        }
-        req.push_str("PING\r\n");
-        if s.write_all(req.as_bytes()).is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 256];
+        self.exchange("PING")
+            .is_some_and(|r| r.starts_with("+PONG"))
+    }
+
+    /// `cmd` (after AUTH when there is a password), and the reply; None if nothing answers.
+    fn exchange(&self, cmd: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let auth = self.password.as_ref().map(|p| format!("AUTH {p}\r\n"));
+        s.write_all(format!("{}{cmd}\r\n", auth.as_deref().unwrap_or("")).as_bytes())
+            .ok()?;
         let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Bounded: a reply (or two, after AUTH) arrives in a few reads.
         for _ in 0..10 {
             match s.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
-            if got.windows(5).any(|w| w == b"+PONG") {
-                return true;
-            }
-            if got.starts_with(b"-") {
-                return false;
+            let text = String::from_utf8_lossy(&got);
+            let reply = match auth {
+                Some(_) => text.split_once("\r\n").map(|(_, r)| r.to_owned()),
+                None => Some(text.into_owned()),
+            };
+            if let Some(r) = reply.filter(|r| r.ends_with("\r\n")) {
+                return Some(r);
             }
         }
-        false
+        None
     }
 }
 

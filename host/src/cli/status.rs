@@ -47,7 +47,7 @@ pub fn status(args: StatusArgs) -> Result<i32> {
         bail!(
             "no crawl {} in {}: check --crawl-id (crawls are created by `sandcrawl run --frontier … --crawl-id …`)",
             args.crawl_id,
-            sandcrawl::frontier::redis::redact(&args.frontier)
+            sandcrawl::sink::target::mask(&args.frontier)
         );
     }
     Ok(0)

@@ -62,7 +62,7 @@ pub async fn run(
         Some(target) => {
             let me = describe(&cfg, &seeds, &start, &plugins.plugins)?;
             let mut shared = SharedCrawl {
-                frontier: crate::frontier::redis::redact(&target.url),
+                frontier: crate::sink::target::mask(&target.url),
                 crawl_id: target.crawl_id.clone(),
                 worker: target.worker.clone(),
                 finished_before: false,

@@ -160,7 +160,20 @@ impl Scheduler {
         let checkpoint_every = Duration::from_secs(self.cfg.checkpoint_interval_s.max(1));
         loop {
             let (more, next_wake) = self.lease_round()?;
-            self.frontier.tick(&self.worker_stats())?;
+            let (summary, sink) = (&self.summary, &self.sink);
+            let (items_before, in_flight, started) =
+                (self.items_before, self.in_flight, self.started);
+            self.frontier.tick(&|| {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                crate::frontier::WorkerStats {
+                    pages: summary.pages,
+                    items: sink.items_written() - items_before,
+                    errors: summary.errors.values().sum(),
+                    pages_per_s: summary.pages as f64 / secs,
+                    in_flight,
+                    pid: std::process::id(),
+                }
+            })?;
             // Other workers of a shared crawl may still add links, unless the budget is spent.
             if self.in_flight == 0
                 && !more
@@ -243,19 +256,6 @@ impl Scheduler {
     pub fn abandon(&mut self) {
         if let Err(e) = self.frontier.close() {
             tracing::debug!("giving leases back after the error: {e:#}");
-        }
-    }
-
-    /// What this worker reports to a shared frontier.
-    fn worker_stats(&self) -> crate::frontier::WorkerStats {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        crate::frontier::WorkerStats {
-            pages: self.summary.pages,
-            items: self.sink.items_written() - self.items_before,
-            errors: self.summary.errors.values().sum(),
-            pages_per_s: self.summary.pages as f64 / secs,
-            in_flight: self.in_flight,
-            pid: std::process::id(),
         }
     }
 

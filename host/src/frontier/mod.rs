@@ -314,7 +314,8 @@ pub trait Frontier: Send {
         Ok(true)
     }
     /// Called every scheduler round: a shared store renews leases and reports the worker.
-    fn tick(&mut self, _stats: &WorkerStats) -> Result<()> {
+    /// `stats` is asked only when the store reports the worker.
+    fn tick(&mut self, _stats: &dyn Fn() -> WorkerStats) -> Result<()> {
         Ok(())
     }
     /// Whether other workers still have URLs queued or in flight (this one must wait for

@@ -128,6 +128,7 @@ pub fn mask(raw: &str) -> String {
         }
         Err(_) => match (raw.split_once("://"), raw.rfind('@')) {
             (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &raw[at..]),
+            (None, Some(at)) => format!("***{}", &raw[at..]),
             _ => raw.to_owned(),
         },
     }

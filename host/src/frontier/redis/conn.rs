@@ -22,7 +22,7 @@ impl Conn {
     /// Connects and checks the server answers: an unreachable server, a wrong password or a
     /// missing one is one line naming the URL and the fix.
     pub(crate) fn open(url: &str, max_wait: Duration) -> Result<Conn> {
-        let shown = redact(url);
+        let shown = crate::sink::target::mask(url);
         let client = redis::Client::open(url).map_err(|e| {
             anyhow!(
                 "--frontier {shown}: not a Redis URL ({e}); use redis://[:PASSWORD@]HOST:PORT/DB"
@@ -185,17 +185,4 @@ fn gone(e: &RedisError) -> bool {
 /// Sleeps without stalling the async runtime's other tasks.
 fn blocking_sleep(d: Duration) {
     super::blocking(|| std::thread::sleep(d));
-}
-
-/// `url` without its password.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("****"));
-            }
-            u.to_string()
-        }
-        Err(_) => "(the --frontier URL)".to_owned(),
-    }
 }

@@ -4,7 +4,7 @@
 //! politeness or URL normalization). It owns that comparison and the checks made before a
 //! worker starts (crawl finished, worker name in use); it must not change the queues.
 
-use super::{RedisFrontier, RedisTarget, bytes, counters_from, now_ms};
+use super::{CrawlCounters, RedisFrontier, RedisTarget, bytes, now_ms};
 use crate::frontier::Counters;
 use anyhow::{Result, bail};
 use std::collections::{BTreeSet, HashMap};
@@ -110,12 +110,8 @@ pub(super) fn join(
     }
     let ckey = format!("{prefix}counters");
     let cflat: Vec<redis::Value> = frontier.call(|c| redis::cmd("HGETALL").arg(&ckey).query(c))?;
-    let counters = counters_from(&cflat);
-    let leased = cflat
-        .chunks(2)
-        .find(|p| matches!(p, [k, _] if bytes(k).as_deref() == Some(b"leased")))
-        .and_then(|p| p.get(1))
-        .map_or(0, super::int);
+    let all = CrawlCounters::from_flat(&cflat);
+    let counters = all.counters;
     let wkey = format!("{prefix}workers");
     let whash = format!("{prefix}w:{}", target.worker);
     let worker = target.worker.clone();
@@ -133,7 +129,7 @@ pub(super) fn join(
                 .arg("token")
                 .query(c)
         })?;
-    if counters.known > 0 && counters.queued == 0 && leased == 0 {
+    if all.finished() {
         return Ok(Joined::Finished(counters, token));
     }
     if let Some(beat) = beat {

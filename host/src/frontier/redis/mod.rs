@@ -16,7 +16,6 @@ mod round;
 mod scripts;
 pub mod status;
 
-pub use conn::redact;
 pub use join::{Description, Joined};
 
 use super::{Completion, Counters, Frontier, HostLimits, Lease, NewUrl, Outcome, UrlState};
@@ -41,8 +40,6 @@ const LEASE_BATCH: usize = 16;
 
 /// Completions sent in one script call (the ones committed together by the scheduler).
 const COMPLETE_BATCH: usize = 64;
-/// How long a completion may wait for a lease call to carry it.
-const FLUSH_AFTER: Duration = Duration::ZERO;
 
 /// A completion waiting for the batch it goes to Redis with.
 struct PendingCompletion {
@@ -100,13 +97,10 @@ pub struct RedisFrontier {
     token: Option<Vec<u8>>,
     /// Completions refused because the lease had expired and gone to another worker.
     lost: u64,
-    /// Completions not sent yet: they go in one call before the next question to Redis, so
-    /// the pages the scheduler commits together cost one round trip.
+    /// Completions not sent yet: they go with the next lease call, or at the end of the
+    /// scheduler's round (`tick`), so the pages it commits together cost one round trip.
     pending: Vec<PendingCompletion>,
     pending_token: Option<Vec<u8>>,
-    /// When the oldest waiting completion was made: `tick` sends them once they are
-    /// `FLUSH_AFTER` old, if no lease call took them first.
-    pending_since: Option<Instant>,
     /// Whether other workers were alive at the last heartbeat.
     others_alive: bool,
     /// Each host's politeness as the scheduler last gave it, so that a lease call can take
@@ -175,7 +169,6 @@ impl RedisFrontier {
             lost: 0,
             pending: Vec::new(),
             pending_token: None,
-            pending_since: None,
             others_alive: false,
             limits: HashMap::new(),
             freed: HashMap::new(),
@@ -233,21 +226,17 @@ impl RedisFrontier {
         self.flush_completions()?;
         let sent = Instant::now();
         self.last_beat = Some(sent);
-        let (prefix, worker, expiry, stats) = (
-            self.prefix.clone(),
-            self.worker.clone(),
-            self.expiry(),
-            self.stats.clone(),
-        );
+        let (prefix, worker, expiry, stats) =
+            (&self.prefix, &self.worker, self.expiry(), &self.stats);
         let fps: Vec<Vec<u8>> = self.mine.keys().map(|f| f.to_vec()).collect();
         let script = &self.scripts.heartbeat;
         let reply: Vec<redis::Value> = self.call(|c| {
             let mut inv = script.prepare_invoke();
-            inv.arg(&prefix)
+            inv.arg(prefix)
                 .arg(now_ms())
-                .arg(&worker)
+                .arg(worker)
                 .arg(expiry)
-                .arg(&stats);
+                .arg(stats);
             for fp in &fps {
                 inv.arg(fp.as_slice());
             }
@@ -261,7 +250,7 @@ impl RedisFrontier {
             );
         }
         if let Some(redis::Value::Array(flat)) = reply.get(1) {
-            self.counters = counters_from(flat);
+            self.counters = CrawlCounters::from_flat(flat).counters;
         }
         self.others_alive = reply.get(3).map_or(0, int) > 1;
         let mut gone: HashSet<Fingerprint> = HashSet::new();
@@ -335,22 +324,42 @@ fn bytes(v: &redis::Value) -> Option<Vec<u8>> {
     }
 }
 
-/// Counters from a flat field, value list.
-fn counters_from(flat: &[redis::Value]) -> Counters {
-    let mut c = Counters::default();
-    for pair in flat.chunks(2) {
-        let [k, v] = pair else { continue };
-        let v = int(v);
-        match bytes(k).as_deref() {
-            Some(b"known") => c.known = v,
-            Some(b"queued") => c.queued = v,
-            Some(b"done") => c.done = v,
-            Some(b"failed") => c.failed = v,
-            Some(b"pages") => c.pages = v,
-            _ => {}
+/// The crawl's `counters` hash: the store's counters, and the two only Redis has.
+#[derive(Debug, Clone, Copy, Default)]
+struct CrawlCounters {
+    counters: Counters,
+    /// URLs leased to workers now.
+    leased: u64,
+    /// Leases that expired and went back to a queue.
+    expired: u64,
+}
+
+impl CrawlCounters {
+    /// From `HGETALL`'s flat field, value list.
+    fn from_flat(flat: &[redis::Value]) -> Self {
+        let mut all = CrawlCounters::default();
+        let c = &mut all.counters;
+        for pair in flat.chunks(2) {
+            let [k, v] = pair else { continue };
+            let v = int(v);
+            match bytes(k).as_deref() {
+                Some(b"known") => c.known = v,
+                Some(b"queued") => c.queued = v,
+                Some(b"done") => c.done = v,
+                Some(b"failed") => c.failed = v,
+                Some(b"pages") => c.pages = v,
+                Some(b"leased") => all.leased = v,
+                Some(b"expired") => all.expired = v,
+                _ => {}
+            }
         }
+        all
     }
-    c
+
+    /// Nothing queued or in flight any more, after something was.
+    fn finished(&self) -> bool {
+        self.counters.known > 0 && self.counters.queued == 0 && self.leased == 0
+    }
 }
 
 impl Frontier for RedisFrontier {
@@ -362,11 +371,11 @@ impl Frontier for RedisFrontier {
         let mut added = 0;
         for chunk in fresh.chunks(ADD_BATCH) {
             let args = Self::link_args(chunk)?;
-            let prefix = self.prefix.clone();
+            let prefix = &self.prefix;
             let script = &self.scripts.add;
             let n: i64 = self.call(|c| {
                 let mut inv = script.prepare_invoke();
-                inv.arg(&prefix).arg(chunk.len());
+                inv.arg(prefix).arg(chunk.len());
                 for a in &args {
                     inv.arg(a.as_slice());
                 }
@@ -432,15 +441,15 @@ impl Frontier for RedisFrontier {
         let mut record = lease.record.clone();
         record.attempts = attempts;
         let json = Self::record_json(&record)?;
-        let (prefix, worker) = (self.prefix.clone(), self.worker.clone());
+        let (prefix, worker) = (&self.prefix, &self.worker);
         let script = &self.scripts.release;
         let fp = lease.fp;
         let r: i64 = self.call(|c| {
             {
                 script
                     .prepare_invoke()
-                    .arg(&prefix)
-                    .arg(&worker)
+                    .arg(prefix)
+                    .arg(worker)
                     .arg(fp.as_slice())
                     .arg(&json)
                     .invoke(c)
@@ -459,13 +468,13 @@ impl Frontier for RedisFrontier {
     fn block_host(&mut self, host: &str, wait: Duration) -> Result<()> {
         self.flush_completions()?;
         let until = now_ms() + wait.as_millis() as u64;
-        let prefix = self.prefix.clone();
+        let prefix = &self.prefix;
         let script = &self.scripts.block;
         let _: i64 = self.call(|c| {
             {
                 script
                     .prepare_invoke()
-                    .arg(&prefix)
+                    .arg(prefix)
                     .arg(host)
                     .arg(until)
                     .invoke(c)
@@ -485,15 +494,15 @@ impl Frontier for RedisFrontier {
             return Ok(true);
         }
         let sent = Instant::now();
-        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
+        let (prefix, worker, expiry) = (&self.prefix, &self.worker, self.expiry());
         let script = &self.scripts.confirm;
         let fp = lease.fp;
         let held: i64 = self.call(|c| {
             {
                 script
                     .prepare_invoke()
-                    .arg(&prefix)
-                    .arg(&worker)
+                    .arg(prefix)
+                    .arg(worker)
                     .arg(expiry)
                     .arg(fp.as_slice())
                     .invoke(c)
@@ -561,7 +570,6 @@ impl Frontier for RedisFrontier {
             head,
         });
         self.pending_token = Some(done.sink_token.to_vec());
-        self.pending_since.get_or_insert_with(Instant::now);
         if self.pending.len() >= COMPLETE_BATCH {
             self.flush_completions()?;
         }
@@ -655,13 +663,11 @@ impl Frontier for RedisFrontier {
         )
     }
 
-    fn tick(&mut self, stats: &super::WorkerStats) -> Result<()> {
-        self.stats = serde_json::to_string(stats)?;
-        if self
-            .pending_since
-            .is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
-        {
-            self.flush_completions()?;
+    fn tick(&mut self, stats: &dyn Fn() -> super::WorkerStats) -> Result<()> {
+        self.flush_completions()?;
+        // The stats are only built when a heartbeat carries them, not every round.
+        if self.last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
+            self.stats = serde_json::to_string(&stats())?;
         }
         self.beat(false)
     }
@@ -771,16 +777,14 @@ mod tests {
 
     #[test]
     fn passwords_never_show() {
+        use crate::sink::target::mask;
         assert_eq!(
-            redact("redis://:s3cret@10.0.0.5:6379/0"),
-            "redis://:****@10.0.0.5:6379/0"
+            mask("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
         );
-        assert_eq!(
-            redact("redis://user:s3cret@h:1/2"),
-            "redis://user:****@h:1/2"
-        );
-        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
-        assert!(!redact("not a url :s3cret@").contains("s3cret"));
+        assert_eq!(mask("redis://user:s3cret@h:1/2"), "redis://user:***@h:1/2");
+        assert_eq!(mask("redis://h:6379/0"), "redis://h:6379/0");
+        assert!(!mask("not a url :s3cret@").contains("s3cret"));
     }
 
     #[test]

@@ -60,7 +60,6 @@ impl RedisFrontier {
     fn round(&mut self, ask: Vec<(String, HostLimits, usize)>) -> Result<()> {
         let mut batch = std::mem::take(&mut self.pending);
         let token = self.pending_token.take().unwrap_or_default();
-        self.pending_since = None;
         if self.others_alive {
             self.drop_known_links(&mut batch)?;
         }
@@ -71,12 +70,12 @@ impl RedisFrontier {
             args.extend(Self::link_args(&p.links)?);
         }
         let sent = Instant::now();
-        let (prefix, worker, expiry) = (self.prefix.clone(), self.worker.clone(), self.expiry());
+        let (prefix, worker, expiry) = (&self.prefix, &self.worker, self.expiry());
         let script = &self.scripts.round;
         let (added, refused, leases): RoundReply = self.call(|c| {
             let mut inv = script.prepare_invoke();
-            inv.arg(&prefix)
-                .arg(&worker)
+            inv.arg(prefix)
+                .arg(worker)
                 .arg(now_ms())
                 .arg(expiry)
                 .arg(token.as_slice())

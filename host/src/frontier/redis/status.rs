@@ -3,7 +3,7 @@
 //! change the crawl.
 
 use super::conn::Conn;
-use super::{bytes, counters_from, int, now_ms, prefix};
+use super::{CrawlCounters, now_ms, prefix};
 use crate::frontier::Counters;
 use anyhow::Result;
 use serde::Serialize;
@@ -64,15 +64,7 @@ pub fn read(url: &str, crawl_id: &str, ttl: Duration) -> Result<CrawlStatus> {
             .arg("WITHSCORES")
             .query(c)
     })?;
-    let field = |name: &[u8]| {
-        counters
-            .chunks(2)
-            .find(|kv| matches!(kv, [k, _] if bytes(k).as_deref() == Some(name)))
-            .and_then(|kv| kv.get(1))
-            .map_or(0, int)
-    };
-    let (leased, expired) = (field(b"leased"), field(b"expired"));
-    let c = counters_from(&counters);
+    let all = CrawlCounters::from_flat(&counters);
     let sizes: Vec<u64> = if hosts.is_empty() {
         Vec::new()
     } else {
@@ -91,22 +83,24 @@ pub fn read(url: &str, crawl_id: &str, ttl: Duration) -> Result<CrawlStatus> {
     let now = now_ms();
     let mut out = Vec::new();
     let (mut rate, mut errors) = (0.0, 0u64);
-    for (name, beat) in workers {
-        let key = format!("{p}w:{name}");
-        let (stats, pages, stopped): (Option<String>, Option<u64>, Option<f64>) =
-            conn.call(|con| {
-                redis::pipe()
-                    .cmd("HGET")
-                    .arg(&key)
+    // One round trip for every worker's record.
+    type Record = (Option<String>, Option<u64>, Option<f64>);
+    let records: Vec<Record> = if workers.is_empty() {
+        Vec::new()
+    } else {
+        conn.call(|con| {
+            let mut pipe = redis::pipe();
+            for (name, _) in &workers {
+                pipe.cmd("HMGET")
+                    .arg(format!("{p}w:{name}"))
                     .arg("stats")
-                    .cmd("HGET")
-                    .arg(&key)
                     .arg("pages")
-                    .cmd("HGET")
-                    .arg(&key)
-                    .arg("stopped")
-                    .query(con)
-            })?;
+                    .arg("stopped");
+            }
+            pipe.query(con)
+        })?
+    };
+    for ((name, beat), (stats, pages, stopped)) in workers.into_iter().zip(records) {
         let stats: serde_json::Value = stats
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(serde_json::Value::Null);
@@ -129,10 +123,10 @@ pub fn read(url: &str, crawl_id: &str, ttl: Duration) -> Result<CrawlStatus> {
     Ok(CrawlStatus {
         crawl_id: crawl_id.to_owned(),
         exists,
-        finished: exists && c.known > 0 && c.queued == 0 && leased == 0,
-        counters: c,
-        leased,
-        expired,
+        finished: exists && all.finished(),
+        counters: all.counters,
+        leased: all.leased,
+        expired: all.expired,
         hosts: queues,
         hosts_with_work,
         workers: out,
