@@ -2,5 +2,5 @@
 local touched = {}
 local added = add_all(3, tonumber(ARGV[2]), touched)
 reschedule_all(touched)
-flush_counts()
+flush()
 return added

@@ -3,6 +3,10 @@
 local P = ARGV[1]
 -- A host whose in-flight count reached its limit waits for a completion, not for a time.
 local FULL = 1e15
+-- A queue member is order (8 bytes) .. discovery sequence (16 digits) .. fingerprint (16
+-- bytes) .. the URL record (JSON): the first 40 bytes sort it, the rest travels with it, so
+-- a lease reads the record from the member it pops instead of from a hash of its own.
+local HEAD = 40
 
 -- The seen set: 8 bytes of the fingerprint in one of 8,192 hashes (13.7 B/URL measured,
 -- against 72 for one SET of 16-byte members). The value is the URL's state.
@@ -15,19 +19,39 @@ local function num(v)
   return tonumber(v or '0') or 0
 end
 
--- Changes to the crawl's counters, written once per script call by `flush_counts`, not once
--- per URL.
+-- A worker's leases: fingerprint -> msgpack {host, queue member}. They live as long as the
+-- worker's heartbeat (`alive`): a worker silent for the lease lifetime loses them all.
+local function leases_of(worker)
+  return P .. 'l:' .. worker
+end
+
+-- Changes to the crawl's counters and to the discovery sequence, written once per script
+-- call by `flush`, not once per URL (fewer writes, and fewer commands in the AOF).
 local C = {}
+local SEQ = nil
+local SEQ0 = nil
 local function count(field, n)
   C[field] = (C[field] or 0) + n
 end
-local function flush_counts()
+local function next_seq()
+  if not SEQ then
+    SEQ = num(redis.call('GET', P .. 'seq'))
+    SEQ0 = SEQ
+  end
+  SEQ = SEQ + 1
+  return SEQ
+end
+local function flush()
   for field, n in pairs(C) do
     if n ~= 0 then
       redis.call('HINCRBY', P .. 'counters', field, n)
     end
   end
   C = {}
+  if SEQ and SEQ ~= SEQ0 then
+    redis.call('SET', P .. 'seq', string.format('%.0f', SEQ))
+  end
+  SEQ = nil
 end
 
 -- Puts `host` in the schedule at the time it may start next, or takes it out when its
@@ -46,20 +70,26 @@ local function reschedule(host)
   redis.call('ZADD', P .. 'hosts', at, host)
 end
 
+local function reschedule_all(touched)
+  for host, _ in pairs(touched) do
+    reschedule(host)
+  end
+end
+
 -- Queues a URL not seen before; returns 1 if it was new.
 local function add_new(fp, host, order, record, touched)
   local sk, sf = seen_key(fp)
   if redis.call('HSETNX', sk, sf, 'q') == 0 then
     return 0
   end
-  local seq = redis.call('INCR', P .. 'seq')
-  redis.call('ZADD', P .. 'q:' .. host, 0, order .. string.format('%016.0f', seq) .. fp)
-  redis.call('HSET', P .. 'r', fp, record)
+  local member = order .. string.format('%016.0f', next_seq()) .. fp .. record
+  redis.call('ZADD', P .. 'q:' .. host, 0, member)
   touched[host] = true
   return 1
 end
 
--- Adds ARGV[i .. i + 4n - 1] (fingerprint, host, order, record) and reschedules their hosts.
+-- Adds ARGV[i .. i + 4n - 1] (fingerprint, host, order, record); the hosts that got URLs
+-- go in `touched`, for the caller to reschedule.
 local function add_all(i, n, touched)
   local added = 0
   for k = 0, n - 1 do
@@ -73,44 +103,36 @@ local function add_all(i, n, touched)
   return added
 end
 
-local function reschedule_all(touched)
-  for host, _ in pairs(touched) do
-    reschedule(host)
-  end
-end
-
--- The lease of `fp` if `worker` holds it: {worker, host, queue member}.
-local function owned(fp, worker)
-  local raw = redis.call('HGET', P .. 'lease', fp)
-  if not raw then
-    return nil
-  end
-  local t = cmsgpack.unpack(raw)
-  if t[1] ~= worker then
-    return nil
-  end
-  return t
-end
-
--- Ends a lease ({worker, host, member}): it is no longer in flight on its host, nor in
--- that worker's share of the host.
-local function drop_lease(fp, t)
-  redis.call('HDEL', P .. 'lease', fp)
-  redis.call('ZREM', P .. 'leases', fp)
-  local h = P .. 'h:' .. t[2]
-  if redis.call('HINCRBY', h, 'inflight', -1) < 0 then
+-- `n` leases of `worker` on `host` ended: they are no longer in flight on the host, nor in
+-- that worker's share of it.
+local function free_slots(host, worker, n)
+  local h = P .. 'h:' .. host
+  if redis.call('HINCRBY', h, 'inflight', -n) < 0 then
     redis.call('HSET', h, 'inflight', 0)
   end
-  if redis.call('HINCRBY', h, 'w:' .. t[1], -1) <= 0 then
-    redis.call('HDEL', h, 'w:' .. t[1])
+  if redis.call('HINCRBY', h, 'w:' .. worker, -n) <= 0 then
+    redis.call('HDEL', h, 'w:' .. worker)
   end
-  count('leased', -1)
+  count('leased', -n)
 end
 
--- Puts a leased URL back in its queue.
-local function requeue(fp, t)
-  drop_lease(fp, t)
-  redis.call('ZADD', P .. 'q:' .. t[2], 0, t[3])
+-- Puts a URL `worker` held ({host, member}) back in its queue. The caller has taken it out
+-- of the worker's leases; `touched` gets the host, for the caller to reschedule.
+local function requeue(worker, t, touched)
+  free_slots(t[1], worker, 1)
+  redis.call('ZADD', P .. 'q:' .. t[1], 0, t[2])
   count('queued', 1)
-  reschedule(t[2])
+  touched[t[1]] = true
+end
+
+-- Requeues every lease `worker` holds (it stopped answering, or a new process took its name);
+-- returns how many.
+local function requeue_all(worker, touched)
+  local l = leases_of(worker)
+  local held = redis.call('HGETALL', l)
+  for i = 2, #held, 2 do
+    requeue(worker, cmsgpack.unpack(held[i]), touched)
+  end
+  redis.call('DEL', l)
+  return #held / 2
 end

@@ -4,8 +4,8 @@
 //! Every change is one Lua script (`scripts.rs`, keys in `common.lua`): a lease takes URLs of
 //! a host only while the host's in-flight count (over all workers) is under its limit and its
 //! next start has come; a completion is accepted only from the lease's current owner; a
-//! heartbeat renews the worker's leases and puts expired ones (a worker that died or stalled)
-//! back in their queues. This module stores what the scheduler decided; it must not fetch,
+//! worker's leases live as long as its heartbeat, and a heartbeat puts the leases of a worker
+//! silent for the lease lifetime (one that died or stalled) back in their queues. This module stores what the scheduler decided; it must not fetch,
 //! parse or decide scope, and it does not write items (the scheduler asks [`Frontier::confirm`]
 //! before it does).
 
@@ -80,7 +80,7 @@ pub struct RedisFrontier {
     worker: String,
     ttl: Duration,
     /// Leases this worker holds and has not completed, handed out or still buffered, with
-    /// when their expiry was last pushed out (the moment that call was sent).
+    /// when the store last said this worker holds them (the moment that call was sent).
     mine: HashMap<Fingerprint, (Lease, Instant)>,
     /// Leased in a batch, not yet handed to the scheduler.
     buffered: HashMap<String, VecDeque<Lease>>,
@@ -186,8 +186,9 @@ impl RedisFrontier {
         result
     }
 
-    fn expiry(&self) -> u64 {
-        now_ms() + self.ttl.as_millis() as u64
+    /// The lease lifetime in ms: a worker silent that long loses its leases.
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
     }
 
     /// Asks the store which hosts may start now, at most every `POLL`.
@@ -226,8 +227,7 @@ impl RedisFrontier {
         self.flush_completions()?;
         let sent = Instant::now();
         self.last_beat = Some(sent);
-        let (prefix, worker, expiry, stats) =
-            (&self.prefix, &self.worker, self.expiry(), &self.stats);
+        let (prefix, worker, ttl, stats) = (&self.prefix, &self.worker, self.ttl_ms(), &self.stats);
         let fps: Vec<Vec<u8>> = self.mine.keys().map(|f| f.to_vec()).collect();
         let script = &self.scripts.heartbeat;
         let reply: Vec<redis::Value> = self.call(|c| {
@@ -235,7 +235,7 @@ impl RedisFrontier {
             inv.arg(prefix)
                 .arg(now_ms())
                 .arg(worker)
-                .arg(expiry)
+                .arg(ttl)
                 .arg(stats);
             for fp in &fps {
                 inv.arg(fp.as_slice());
@@ -494,7 +494,7 @@ impl Frontier for RedisFrontier {
             return Ok(true);
         }
         let sent = Instant::now();
-        let (prefix, worker, expiry) = (&self.prefix, &self.worker, self.expiry());
+        let (prefix, worker) = (&self.prefix, &self.worker);
         let script = &self.scripts.confirm;
         let fp = lease.fp;
         let held: i64 = self.call(|c| {
@@ -503,7 +503,7 @@ impl Frontier for RedisFrontier {
                     .prepare_invoke()
                     .arg(prefix)
                     .arg(worker)
-                    .arg(expiry)
+                    .arg(now_ms())
                     .arg(fp.as_slice())
                     .invoke(c)
             }
@@ -538,6 +538,7 @@ impl Frontier for RedisFrontier {
             .collect();
         let mut head: Vec<Vec<u8>> = vec![
             lease.fp.to_vec(),
+            lease.record.host.as_bytes().to_vec(),
             match done.outcome {
                 Outcome::Done => b"d".to_vec(),
                 Outcome::Failed => b"f".to_vec(),
@@ -616,7 +617,8 @@ impl Frontier for RedisFrontier {
     fn state(&self, fp: &Fingerprint) -> Result<Option<UrlState>> {
         let (bucket, field) = Self::seen_field(fp);
         let key = format!("{}s:{bucket}", self.prefix);
-        let lease = format!("{}lease", self.prefix);
+        // Only this worker's leases are told apart from queued URLs.
+        let lease = format!("{}l:{}", self.prefix, self.worker);
         let (mark, leased): (Option<String>, bool) = self.call(|c| {
             redis::pipe()
                 .cmd("HGET")
@@ -712,11 +714,21 @@ impl Frontier for RedisFrontier {
         let key = format!("{}w:{}", self.prefix, self.worker);
         let now = now_ms();
         self.beat(true)?;
+        // Out of `alive` at once, so the other workers' shares of each host grow now rather
+        // than after the lease lifetime.
+        let alive = format!("{}alive", self.prefix);
+        let worker = &self.worker;
         let _: () = self.call(|c| {
-            redis::cmd("HSET")
+            redis::pipe()
+                .cmd("HSET")
                 .arg(&key)
                 .arg("stopped")
                 .arg(now)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&alive)
+                .arg(worker)
+                .ignore()
                 .query(c)
         })?;
         Ok(())

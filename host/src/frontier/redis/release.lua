@@ -1,10 +1,14 @@
 -- ARGV: prefix, worker, fingerprint, record (with its attempts). Puts a leased URL back in
 -- its queue; refused (-1) unless `worker` holds the lease.
-local t = owned(ARGV[3], ARGV[2])
-if not t then
+local mine = leases_of(ARGV[2])
+local raw = redis.call('HGET', mine, ARGV[3])
+if not raw then
   return -1
 end
-redis.call('HSET', P .. 'r', ARGV[3], ARGV[4])
-requeue(ARGV[3], t)
-flush_counts()
+redis.call('HDEL', mine, ARGV[3])
+local t = cmsgpack.unpack(raw)
+local touched = {}
+requeue(ARGV[2], {t[1], string.sub(t[2], 1, HEAD) .. ARGV[4]}, touched)
+reschedule_all(touched)
+flush()
 return 1

@@ -1,8 +1,9 @@
 -- One round trip of a worker: first the completions it has not sent yet, then the leases it
 -- asks for (either list may be empty), atomically.
--- ARGV: prefix, worker, now (ms), lease expiry (ms), sink token, k, then k completions, each:
--- fingerprint, state ("d" done, "f" failed), counted ("1"/"0"), n aliases, aliases..., n
--- links, links (4 each, as add.lua); then n, and n × (host, per-host limit, delay (ms), want).
+-- ARGV: prefix, worker, now (ms), lease lifetime (ms), sink token, k, then k completions,
+-- each: fingerprint, host, state ("d" done, "f" failed), counted ("1"/"0"), n aliases,
+-- aliases..., n links, links (4 each, as add.lua); then n, and n × (host, per-host limit,
+-- delay (ms), want).
 --
 -- A completion is accepted only if `worker` still holds the lease; then the lease ends, the
 -- URL gets its state, the redirect targets are marked known, the new links are queued and the
@@ -16,9 +17,11 @@
 -- Returns {links added, {fingerprints refused}, {per host asked: {wait until (ms, "0": none;
 -- "-1": this worker's share is in flight, wait for one of its own requests), the host's
 -- counted pages, fp, record, fp, record, ...}}}.
-local worker, now, expiry, token = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local worker, now, ttl, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local w = P .. 'w:' .. worker
+local mine = leases_of(worker)
 local touched = {}
+local freed = {}
 local host_pages = {}
 local worker_pages = 0
 local refused = {}
@@ -26,20 +29,18 @@ local added = 0
 local k = tonumber(ARGV[6])
 local i = 7
 for _ = 1, k do
-  local fp, state, counted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local na = tonumber(ARGV[i + 3])
-  local nl_at = i + 4 + na
+  local fp, host, state, counted = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local na = tonumber(ARGV[i + 4])
+  local nl_at = i + 5 + na
   local nl = tonumber(ARGV[nl_at])
-  local t = owned(fp, worker)
-  if not t then
+  if redis.call('HDEL', mine, fp) == 0 then
+    -- Not this worker's lease any more: it expired and went back to the queue.
     refused[#refused + 1] = fp
   else
-    local host = t[2]
-    drop_lease(fp, t)
-    redis.call('HDEL', P .. 'r', fp)
+    freed[host] = (freed[host] or 0) + 1
     local sk, sf = seen_key(fp)
     redis.call('HSET', sk, sf, state)
-    for a = i + 4, i + 3 + na do
+    for a = i + 5, i + 4 + na do
       local ak, af = seen_key(ARGV[a])
       redis.call('HSET', ak, af, 'a')
     end
@@ -61,25 +62,29 @@ end
 if k > 0 then
   redis.call('HSET', w, 'token', token)
 end
+for host, n in pairs(freed) do
+  free_slots(host, worker, n)
+end
 for host, n in pairs(host_pages) do
   redis.call('HINCRBY', P .. 'h:' .. host, 'pages', n)
 end
 if worker_pages > 0 then
   redis.call('HINCRBY', w, 'pages', worker_pages)
 end
-reschedule_all(touched)
 
-local alive = redis.call('ZCOUNT', P .. 'alive', now - (tonumber(expiry) - now), '+inf')
+local alive = redis.call('ZCOUNT', P .. 'alive', now - ttl, '+inf')
 
 local function lease_one(host, limit, delay, want)
   local h = P .. 'h:' .. host
-  redis.call('HSET', h, 'limit', limit)
-  local v = redis.call('HMGET', h, 'inflight', 'next', 'block', 'pages', 'w:' .. worker)
+  touched[host] = true
+  local v = redis.call('HMGET', h, 'inflight', 'next', 'block', 'pages', 'w:' .. worker, 'limit')
+  if num(v[6]) ~= limit then
+    redis.call('HSET', h, 'limit', limit)
+  end
   local inflight = num(v[1])
   local pages = v[4] or '0'
   local at = math.max(num(v[2]), num(v[3]))
   if at > now then
-    reschedule(host)
     return {string.format('%.0f', at), pages}
   end
   local share = math.ceil(limit / math.max(alive, 1))
@@ -89,31 +94,28 @@ local function lease_one(host, limit, delay, want)
   end
   local n = math.min(want, limit - inflight, share - held)
   if n <= 0 then
-    reschedule(host)
     return {string.format('%.0f', FULL), pages}
   end
   local popped = redis.call('ZPOPMIN', P .. 'q:' .. host, n)
   local out = {'0', pages}
-  local k = 0
-  for i = 1, #popped, 2 do
-    local member = popped[i]
-    local fp = string.sub(member, -16)
-    redis.call('ZADD', P .. 'leases', expiry, fp)
-    redis.call('HSET', P .. 'lease', fp, cmsgpack.pack({worker, host, member}))
+  local got = 0
+  for j = 1, #popped, 2 do
+    local member = popped[j]
+    local fp = string.sub(member, HEAD - 15, HEAD)
+    redis.call('HSET', mine, fp, cmsgpack.pack({host, member}))
     out[#out + 1] = fp
-    out[#out + 1] = redis.call('HGET', P .. 'r', fp) or ''
-    k = k + 1
+    out[#out + 1] = string.sub(member, HEAD + 1)
+    got = got + 1
   end
-  if k > 0 then
-    redis.call('HSET', h, 'inflight', inflight + k)
-    redis.call('HINCRBY', h, 'w:' .. worker, k)
+  if got > 0 then
+    redis.call('HSET', h, 'inflight', inflight + got)
+    redis.call('HINCRBY', h, 'w:' .. worker, got)
     if delay > 0 then
       redis.call('HSET', h, 'next', now + delay)
     end
-    count('queued', -k)
-    count('leased', k)
+    count('queued', -got)
+    count('leased', got)
   end
-  reschedule(host)
   return out
 end
 
@@ -123,5 +125,6 @@ for j = 0, n - 1 do
   local a = i + 1 + j * 4
   leases[#leases + 1] = lease_one(ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
 end
-flush_counts()
+reschedule_all(touched)
+flush()
 return {added, refused, leases}

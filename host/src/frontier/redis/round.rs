@@ -70,14 +70,14 @@ impl RedisFrontier {
             args.extend(Self::link_args(&p.links)?);
         }
         let sent = Instant::now();
-        let (prefix, worker, expiry) = (&self.prefix, &self.worker, self.expiry());
+        let (prefix, worker, ttl) = (&self.prefix, &self.worker, self.ttl_ms());
         let script = &self.scripts.round;
         let (added, refused, leases): RoundReply = self.call(|c| {
             let mut inv = script.prepare_invoke();
             inv.arg(prefix)
                 .arg(worker)
                 .arg(now_ms())
-                .arg(expiry)
+                .arg(ttl)
                 .arg(token.as_slice())
                 .arg(batch.len());
             for a in &args {
@@ -200,7 +200,8 @@ impl RedisFrontier {
         if own_share_full {
             // This worker's share of the host is in flight: one of its own requests ending
             // frees a slot (the scheduler wakes the host then). Leases held under this name
-            // by a previous process are not this one's to wait for: poll for their expiry.
+            // by a previous process are not this one's to wait for: poll (the heartbeat puts
+            // them back).
             let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
             if !waiting_on_own {
                 self.not_before
