@@ -25,6 +25,17 @@ local function leases_of(worker)
   return P .. 'l:' .. worker
 end
 
+-- The feed: the fingerprints of newly queued URLs, appended once per call while several
+-- workers are alive and read back by the others with each round trip, so that a worker's
+-- known-link cache also learns what the other workers queued (a link it then meets costs no
+-- question to Redis). Two generations of at most FEED_MAX bytes each: a cache, not a record.
+local FEED_MAX = 1048576
+-- Fingerprints queued by this call, or nil while they are not fed (one worker alone).
+local FEED = nil
+local function feed_key(g)
+  return P .. 'feed:' .. string.format('%.0f', g)
+end
+
 -- Changes to the crawl's counters and to the discovery sequence, written once per script
 -- call by `flush`, not once per URL (fewer writes, and fewer commands in the AOF).
 local C = {}
@@ -52,6 +63,37 @@ local function flush()
     redis.call('SET', P .. 'seq', string.format('%.0f', SEQ))
   end
   SEQ = nil
+  if FEED and #FEED > 0 then
+    local g = num(redis.call('GET', P .. 'feedgen'))
+    if redis.call('APPEND', feed_key(g), table.concat(FEED)) >= FEED_MAX then
+      redis.call('SET', P .. 'feedgen', string.format('%.0f', g + 1))
+      redis.call('DEL', feed_key(g - 1))
+    end
+  end
+  FEED = nil
+end
+
+-- Up to `max` bytes of the feed from a reader's cursor (generation, offset; a new reader
+-- starts at the current generation's beginning, one that fell two generations behind skips
+-- to it). Returns the bytes and the new cursor.
+local function feed_read(g, off, max)
+  local cur = num(redis.call('GET', P .. 'feedgen'))
+  local parts = {}
+  if g < 0 or (g ~= cur and g ~= cur - 1) then
+    g, off = cur, 0
+  end
+  if g == cur - 1 then
+    local part = redis.call('GETRANGE', feed_key(g), off, off + max - 1)
+    parts[1] = part
+    max = max - #part
+    g, off = cur, 0
+  end
+  if max > 0 then
+    local part = redis.call('GETRANGE', feed_key(g), off, off + max - 1)
+    parts[#parts + 1] = part
+    off = off + #part
+  end
+  return table.concat(parts), g, off
 end
 
 -- Puts `host` in the schedule at the time it may start next, or takes it out when its
@@ -84,6 +126,9 @@ local function add_new(fp, host, order, record, touched)
   end
   local member = order .. string.format('%016.0f', next_seq()) .. fp .. record
   redis.call('ZADD', P .. 'q:' .. host, 0, member)
+  if FEED then
+    FEED[#FEED + 1] = fp
+  end
   touched[host] = true
   return 1
 end

@@ -3,7 +3,7 @@
 -- puts back in their queues the leases of any worker silent for the lease lifetime (one that
 -- died or stalled) and the ones held under this worker's name that it does not name (a
 -- previous process under the same name). Returns {requeued, {counters as field, value,
--- ...}, {fingerprints named that the worker no longer holds}, live workers}.
+-- ...}, {fingerprints named that the worker no longer holds}}.
 local now, worker, ttl = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 redis.call('ZADD', P .. 'workers', now, worker)
 redis.call('ZADD', P .. 'alive', now, worker)
@@ -45,6 +45,5 @@ if requeued > 0 then
   count('expired', requeued)
 end
 reschedule_all(touched)
-local alive = redis.call('ZCOUNT', P .. 'alive', now - ttl, '+inf')
 flush()
-return {requeued, redis.call('HGETALL', P .. 'counters'), gone, alive}
+return {requeued, redis.call('HGETALL', P .. 'counters'), gone}

@@ -101,8 +101,9 @@ pub struct RedisFrontier {
     /// scheduler's round (`tick`), so the pages it commits together cost one round trip.
     pending: Vec<PendingCompletion>,
     pending_token: Option<Vec<u8>>,
-    /// Whether other workers were alive at the last heartbeat.
-    others_alive: bool,
+    /// Where this worker is in the feed of fingerprints the other workers queued
+    /// (generation, offset; generation -1 before its first read).
+    feed: (i64, u64),
     /// Each host's politeness as the scheduler last gave it, so that a lease call can take
     /// URLs of other hosts too.
     limits: HashMap<String, HostLimits>,
@@ -169,7 +170,7 @@ impl RedisFrontier {
             lost: 0,
             pending: Vec::new(),
             pending_token: None,
-            others_alive: false,
+            feed: (-1, 0),
             limits: HashMap::new(),
             freed: HashMap::new(),
             stats: "{}".to_owned(),
@@ -252,7 +253,6 @@ impl RedisFrontier {
         if let Some(redis::Value::Array(flat)) = reply.get(1) {
             self.counters = CrawlCounters::from_flat(flat).counters;
         }
-        self.others_alive = reply.get(3).map_or(0, int) > 1;
         let mut gone: HashSet<Fingerprint> = HashSet::new();
         if let Some(redis::Value::Array(fps)) = reply.get(2) {
             gone.extend(

@@ -1,6 +1,7 @@
 -- One round trip of a worker: first the completions it has not sent yet, then the leases it
 -- asks for (either list may be empty), atomically.
--- ARGV: prefix, worker, now (ms), lease lifetime (ms), sink token, k, then k completions,
+-- ARGV: prefix, worker, now (ms), lease lifetime (ms), sink token, the worker's feed cursor
+-- (generation, offset; "-1" for a new reader), k, then k completions,
 -- each: fingerprint, host, state ("d" done, "f" failed), counted ("1"/"0"), n aliases,
 -- aliases..., n links, links (4 each, as add.lua); then n, and n × (host, per-host limit,
 -- delay (ms), want).
@@ -16,7 +17,8 @@
 --
 -- Returns {links added, {fingerprints refused}, {per host asked: {wait until (ms, "0": none;
 -- "-1": this worker's share is in flight, wait for one of its own requests), the host's
--- counted pages, fp, record, fp, record, ...}}}.
+-- counted pages, fp, record, fp, record, ...}}, feed bytes (fingerprints the other workers
+-- queued), feed generation, feed offset}.
 local worker, now, ttl, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local w = P .. 'w:' .. worker
 local mine = leases_of(worker)
@@ -26,8 +28,15 @@ local host_pages = {}
 local worker_pages = 0
 local refused = {}
 local added = 0
-local k = tonumber(ARGV[6])
-local i = 7
+local alive = redis.call('ZCOUNT', P .. 'alive', now - ttl, '+inf')
+-- Read before this call's own links are fed: the worker knows those already.
+local feed, feed_g, feed_off = '', tonumber(ARGV[6]), tonumber(ARGV[7])
+if alive > 1 then
+  feed, feed_g, feed_off = feed_read(tonumber(ARGV[6]), tonumber(ARGV[7]), 65536)
+  FEED = {}
+end
+local k = tonumber(ARGV[8])
+local i = 9
 for _ = 1, k do
   local fp, host, state, counted = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local na = tonumber(ARGV[i + 4])
@@ -71,8 +80,6 @@ end
 if worker_pages > 0 then
   redis.call('HINCRBY', w, 'pages', worker_pages)
 end
-
-local alive = redis.call('ZCOUNT', P .. 'alive', now - ttl, '+inf')
 
 local function lease_one(host, limit, delay, want)
   local h = P .. 'h:' .. host
@@ -127,4 +134,4 @@ for j = 0, n - 1 do
 end
 reschedule_all(touched)
 flush()
-return {added, refused, leases}
+return {added, refused, leases, feed, string.format('%.0f', feed_g), string.format('%.0f', feed_off)}

@@ -19,8 +19,9 @@ const FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 /// Hosts asked about in one lease call.
 const HOSTS_PER_CALL: usize = 64;
 
-/// What `round.lua` answers: links added, completions refused, one reply per host asked.
-type RoundReply = (i64, Vec<Vec<u8>>, Vec<Vec<redis::Value>>);
+/// What `round.lua` answers: links added, completions refused, one reply per host asked, the
+/// feed's new bytes and cursor.
+type RoundReply = (i64, Vec<Vec<u8>>, Vec<Vec<redis::Value>>, Vec<u8>, i64, u64);
 
 impl RedisFrontier {
     /// Sends the waiting completions, if any.
@@ -58,11 +59,8 @@ impl RedisFrontier {
     }
 
     fn round(&mut self, ask: Vec<(String, HostLimits, usize)>) -> Result<()> {
-        let mut batch = std::mem::take(&mut self.pending);
+        let batch = std::mem::take(&mut self.pending);
         let token = self.pending_token.take().unwrap_or_default();
-        if self.others_alive {
-            self.drop_known_links(&mut batch)?;
-        }
         let mut args: Vec<Vec<u8>> = Vec::new();
         for p in &batch {
             args.extend(p.head.iter().cloned());
@@ -70,15 +68,17 @@ impl RedisFrontier {
             args.extend(Self::link_args(&p.links)?);
         }
         let sent = Instant::now();
-        let (prefix, worker, ttl) = (&self.prefix, &self.worker, self.ttl_ms());
+        let (prefix, worker, ttl, feed) = (&self.prefix, &self.worker, self.ttl_ms(), self.feed);
         let script = &self.scripts.round;
-        let (added, refused, leases): RoundReply = self.call(|c| {
+        let (added, refused, leases, fed, feed_g, feed_off): RoundReply = self.call(|c| {
             let mut inv = script.prepare_invoke();
             inv.arg(prefix)
                 .arg(worker)
                 .arg(now_ms())
                 .arg(ttl)
                 .arg(token.as_slice())
+                .arg(feed.0)
+                .arg(feed.1)
                 .arg(batch.len());
             for a in &args {
                 inv.arg(a.as_slice());
@@ -92,6 +92,13 @@ impl RedisFrontier {
             }
             inv.invoke(c)
         })?;
+        // What the other workers queued: links this worker then meets cost no question.
+        self.feed = (feed_g, feed_off);
+        for fp in fed.chunks_exact(16) {
+            if let Ok(fp) = <Fingerprint>::try_from(fp) {
+                self.seen.insert(fp);
+            }
+        }
         if !batch.is_empty() {
             self.took_completions(batch, token, added, &refused);
         }
@@ -144,44 +151,6 @@ impl RedisFrontier {
         }
         self.counters.known += added.max(0) as u64;
         self.counters.queued += added.max(0) as u64;
-    }
-
-    /// With other workers alive, most links this worker has not seen are known to the crawl
-    /// (another worker queued them): one pipelined read of 16-byte fingerprints finds those,
-    /// so their records are not built and sent. The completion script checks again, so a link
-    /// queued in between is still not queued twice.
-    fn drop_known_links(&mut self, batch: &mut [PendingCompletion]) -> Result<()> {
-        let fields: Vec<(String, Vec<u8>)> = batch
-            .iter()
-            .flat_map(|p| p.links.iter())
-            .map(|l| {
-                let (bucket, field) = Self::seen_field(&l.fp);
-                (format!("{}s:{bucket}", self.prefix), field)
-            })
-            .collect();
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let known: Vec<bool> = self.call(|c| {
-            let mut pipe = redis::pipe();
-            for (key, field) in &fields {
-                pipe.cmd("HEXISTS").arg(key).arg(field.as_slice());
-            }
-            pipe.query(c)
-        })?;
-        let mut known = known.into_iter();
-        for p in batch.iter_mut() {
-            let mut keep = Vec::with_capacity(p.links.len());
-            for l in p.links.drain(..) {
-                if known.next().unwrap_or(false) {
-                    self.seen.insert(l.fp);
-                } else {
-                    keep.push(l);
-                }
-            }
-            p.links = keep;
-        }
-        Ok(())
     }
 
     /// One host's part of a lease reply.
