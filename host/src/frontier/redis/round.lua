@@ -23,11 +23,30 @@ local worker, now, ttl, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), A
 local w = P .. 'w:' .. worker
 local mine = leases_of(worker)
 local touched = {}
-local freed = {}
-local host_pages = {}
 local worker_pages = 0
 local refused = {}
 local added = 0
+
+-- The state of each host this call touches, read once (first use) and written once (the
+-- end), instead of a command per change.
+local H = {}
+local function host_state(host)
+  local st = H[host]
+  if not st then
+    local v = redis.call('HMGET', P .. 'h:' .. host, 'inflight', 'limit', 'next', 'block', 'pages', 'w:' .. worker)
+    st = {
+      inflight = num(v[1]), limit = num(v[2]), next = num(v[3]), block = num(v[4]),
+      pages = num(v[5]), held = num(v[6]), dirty = {},
+    }
+    H[host] = st
+  end
+  return st
+end
+local function set(st, field, value)
+  st[field] = value
+  st.dirty[field] = true
+end
+
 local alive = redis.call('ZCOUNT', P .. 'alive', now - ttl, '+inf')
 -- Read before this call's own links are fed: the worker knows those already.
 local feed, feed_g, feed_off = '', tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -46,7 +65,11 @@ for _ = 1, k do
     -- Not this worker's lease any more: it expired and went back to the queue.
     refused[#refused + 1] = fp
   else
-    freed[host] = (freed[host] or 0) + 1
+    -- The lease ends: one request less in flight on the host, and in this worker's share.
+    local st = host_state(host)
+    set(st, 'inflight', math.max(st.inflight - 1, 0))
+    set(st, 'held', math.max(st.held - 1, 0))
+    count('leased', -1)
     local sk, sf = seen_key(fp)
     redis.call('HSET', sk, sf, state)
     for a = i + 5, i + 4 + na do
@@ -60,10 +83,9 @@ for _ = 1, k do
     end
     if counted == '1' then
       count('pages', 1)
-      host_pages[host] = (host_pages[host] or 0) + 1
+      set(st, 'pages', st.pages + 1)
       worker_pages = worker_pages + 1
     end
-    touched[host] = true
     added = added + add_all(nl_at + 1, nl, touched)
   end
   i = nl_at + 1 + 4 * nl
@@ -71,54 +93,46 @@ end
 if k > 0 then
   redis.call('HSET', w, 'token', token)
 end
-for host, n in pairs(freed) do
-  free_slots(host, worker, n)
-end
-for host, n in pairs(host_pages) do
-  redis.call('HINCRBY', P .. 'h:' .. host, 'pages', n)
-end
 if worker_pages > 0 then
   redis.call('HINCRBY', w, 'pages', worker_pages)
 end
 
 local function lease_one(host, limit, delay, want)
-  local h = P .. 'h:' .. host
-  touched[host] = true
-  local v = redis.call('HMGET', h, 'inflight', 'next', 'block', 'pages', 'w:' .. worker, 'limit')
-  if num(v[6]) ~= limit then
-    redis.call('HSET', h, 'limit', limit)
+  local st = host_state(host)
+  if st.limit ~= limit then
+    set(st, 'limit', limit)
   end
-  local inflight = num(v[1])
-  local pages = v[4] or '0'
-  local at = math.max(num(v[2]), num(v[3]))
+  local pages = string.format('%.0f', st.pages)
+  local at = math.max(st.next, st.block)
   if at > now then
     return {string.format('%.0f', at), pages}
   end
   local share = math.ceil(limit / math.max(alive, 1))
-  local held = num(v[5])
-  if held >= share and inflight < limit then
+  if st.held >= share and st.inflight < limit then
     return {'-1', pages}
   end
-  local n = math.min(want, limit - inflight, share - held)
+  local n = math.min(want, limit - st.inflight, share - st.held)
   if n <= 0 then
     return {string.format('%.0f', FULL), pages}
   end
   local popped = redis.call('ZPOPMIN', P .. 'q:' .. host, n)
   local out = {'0', pages}
-  local got = 0
+  local held = {}
   for j = 1, #popped, 2 do
     local member = popped[j]
     local fp = string.sub(member, HEAD - 15, HEAD)
-    redis.call('HSET', mine, fp, cmsgpack.pack({host, member}))
+    held[#held + 1] = fp
+    held[#held + 1] = cmsgpack.pack({host, member})
     out[#out + 1] = fp
     out[#out + 1] = string.sub(member, HEAD + 1)
-    got = got + 1
   end
+  local got = #held / 2
   if got > 0 then
-    redis.call('HSET', h, 'inflight', inflight + got)
-    redis.call('HINCRBY', h, 'w:' .. worker, got)
+    redis.call('HSET', mine, unpack(held))
+    set(st, 'inflight', st.inflight + got)
+    set(st, 'held', st.held + got)
     if delay > 0 then
-      redis.call('HSET', h, 'next', now + delay)
+      set(st, 'next', now + delay)
     end
     count('queued', -got)
     count('leased', got)
@@ -132,6 +146,39 @@ for j = 0, n - 1 do
   local a = i + 1 + j * 4
   leases[#leases + 1] = lease_one(ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
 end
+
+-- Write back the hosts' state, then their place in the schedule (from the state in hand).
+for host, st in pairs(H) do
+  local h = P .. 'h:' .. host
+  local fields = {}
+  for f, _ in pairs(st.dirty) do
+    if f == 'held' then
+      if st.held > 0 then
+        fields[#fields + 1] = 'w:' .. worker
+        fields[#fields + 1] = string.format('%.0f', st.held)
+      else
+        redis.call('HDEL', h, 'w:' .. worker)
+      end
+    else
+      fields[#fields + 1] = f
+      fields[#fields + 1] = string.format('%.0f', st[f])
+    end
+  end
+  if #fields > 0 then
+    redis.call('HSET', h, unpack(fields))
+  end
+  touched[host] = nil
+  if redis.call('ZCARD', P .. 'q:' .. host) == 0 then
+    redis.call('ZREM', P .. 'hosts', host)
+  else
+    local at = math.max(st.next, st.block)
+    if st.limit > 0 and st.inflight >= st.limit then
+      at = FULL
+    end
+    redis.call('ZADD', P .. 'hosts', at, host)
+  end
+end
+-- Hosts that only got new links.
 reschedule_all(touched)
 flush()
 return {added, refused, leases, feed, string.format('%.0f', feed_g), string.format('%.0f', feed_off)}
