@@ -219,8 +219,8 @@ impl RedisFrontier {
         Ok(())
     }
 
-    /// Renews this worker's leases, reports it alive, requeues expired leases, and refreshes
-    /// the counters; at most every `BEAT` unless `now`.
+    /// Reports this worker alive (which keeps its leases), learns which leases it lost, has the
+    /// leases of silent workers requeued, and refreshes the counters; at most every `BEAT` unless `now`.
     fn beat(&mut self, force: bool) -> Result<()> {
         if !force && self.last_beat.is_some_and(|t| t.elapsed() < BEAT) {
             return Ok(());
@@ -484,8 +484,9 @@ impl Frontier for RedisFrontier {
     }
 
     fn confirm(&mut self, lease: &Lease) -> Result<bool> {
-        // A lease renewed less than half its lifetime ago cannot have expired (unless the
-        // machines' clocks differ by that much): no round trip on the hot path.
+        // A worker whose last heartbeat is less than half the lease lifetime old cannot have
+        // lost the lease (unless the machines' clocks differ by that much): no round trip on
+        // the hot path.
         let fresh = self
             .mine
             .get(&lease.fp)
