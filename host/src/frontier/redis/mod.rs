@@ -88,6 +88,10 @@ pub struct RedisFrontier {
     work: HashSet<String>,
     /// Hosts the store said may not start before a time (another worker just started one).
     not_before: HashMap<String, Instant>,
+    /// Hosts where the store last gave this worker all it could (its share of `per_host` is
+    /// in flight, or it got fewer URLs than it asked for): not asked again until one of its
+    /// own requests there ends, which is when a slot of its share frees.
+    share_full: HashSet<String>,
     host_pages: HashMap<String, u64>,
     woken: Vec<String>,
     counters: Counters,
@@ -160,6 +164,7 @@ impl RedisFrontier {
             buffered: HashMap::new(),
             work: HashSet::new(),
             not_before: HashMap::new(),
+            share_full: HashSet::new(),
             host_pages: HashMap::new(),
             woken: Vec::new(),
             counters: Counters::default(),
@@ -271,6 +276,10 @@ impl RedisFrontier {
         self.mine.retain(|fp, _| !gone.contains(fp));
         for q in self.buffered.values_mut() {
             q.retain(|l| !gone.contains(&l.fp));
+        }
+        if !gone.is_empty() {
+            // Leases dropped from the buffer will never end here: ask the store again.
+            self.share_full.clear();
         }
         Ok(())
     }
@@ -420,10 +429,11 @@ impl Frontier for RedisFrontier {
         if let Some(l) = self.buffered.get_mut(host).and_then(|q| q.pop_front()) {
             return Ok(Some(l));
         }
-        if self
-            .not_before
-            .get(host)
-            .is_some_and(|t| *t > Instant::now())
+        if self.share_full.contains(host)
+            || self
+                .not_before
+                .get(host)
+                .is_some_and(|t| *t > Instant::now())
         {
             return Ok(None);
         }
@@ -438,6 +448,7 @@ impl Frontier for RedisFrontier {
     fn release(&mut self, lease: &Lease, attempts: u32) -> Result<()> {
         self.flush_completions()?;
         self.mine.remove(&lease.fp);
+        self.share_full.remove(&lease.record.host);
         let mut record = lease.record.clone();
         record.attempts = attempts;
         let json = Self::record_json(&record)?;
@@ -515,6 +526,7 @@ impl Frontier for RedisFrontier {
             }
         } else {
             self.mine.remove(&lease.fp);
+            self.share_full.remove(&lease.record.host);
             self.lost += 1;
             tracing::warn!(
                 url = %lease.record.url,
@@ -531,6 +543,8 @@ impl Frontier for RedisFrontier {
         admit: &mut dyn FnMut(&NewUrl) -> bool,
     ) -> Result<usize> {
         self.mine.remove(&lease.fp);
+        // One of this worker's requests to the host ended: a slot of its share is free.
+        self.share_full.remove(&lease.record.host);
         let links: Vec<NewUrl> = done
             .links
             .into_iter()

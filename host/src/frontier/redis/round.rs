@@ -103,8 +103,8 @@ impl RedisFrontier {
         if !batch.is_empty() {
             self.took_completions(batch, token, added, &refused);
         }
-        for ((h, _, _), reply) in ask.iter().zip(leases) {
-            self.take_reply(h, &reply, sent)?;
+        for ((h, _, want), reply) in ask.iter().zip(leases) {
+            self.take_reply(h, &reply, sent, *want)?;
         }
         Ok(())
     }
@@ -155,7 +155,13 @@ impl RedisFrontier {
     }
 
     /// One host's part of a lease reply.
-    fn take_reply(&mut self, host: &str, reply: &[redis::Value], sent: Instant) -> Result<()> {
+    fn take_reply(
+        &mut self,
+        host: &str,
+        reply: &[redis::Value],
+        sent: Instant,
+        want: usize,
+    ) -> Result<()> {
         let own_share_full = matches!(reply.first(), Some(v) if bytes(v).as_deref() == Some(b"-1"));
         let wait = reply.first().map_or(0, int);
         let pages = reply.get(1).map_or(0, int);
@@ -173,7 +179,9 @@ impl RedisFrontier {
             // by a previous process are not this one's to wait for: poll (the heartbeat puts
             // them back).
             let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
-            if !waiting_on_own {
+            if waiting_on_own {
+                self.share_full.insert(host.to_owned());
+            } else {
                 self.not_before
                     .insert(host.to_owned(), Instant::now() + POLL);
             }
@@ -222,6 +230,12 @@ impl RedisFrontier {
             got += 1;
         }
         self.counters.queued = self.counters.queued.saturating_sub(got);
+        // Fewer than asked: the store gave what this worker's share (or the host's limit, or
+        // its queue) allows, so asking again before one of these requests ends would be a
+        // round trip for nothing.
+        if got < want as u64 {
+            self.share_full.insert(host.to_owned());
+        }
         Ok(())
     }
 }
