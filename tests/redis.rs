@@ -27,15 +27,27 @@ struct Seen {
 struct Site {
     server: Server,
     seen: Arc<Mutex<Seen>>,
+    /// While set, every request waits (bounded) before it is answered: a test holds the
+    /// crawl still until the workers it wants have joined.
+    held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Site {
     fn start(rt: &tokio::runtime::Runtime, delay: Duration) -> Site {
         let seen: Arc<Mutex<Seen>> = Arc::default();
+        let held: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let log = Arc::clone(&seen);
+        let hold = Arc::clone(&held);
         let server = rt.block_on(serve("127.0.0.1", move |req| {
             let log = Arc::clone(&log);
+            let hold = Arc::clone(&hold);
             async move {
+                for _ in 0..12_000 {
+                    if !hold.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 let host = header(&req, "host", "");
                 let path = req.uri().path().to_owned();
                 if let Ok(mut s) = log.lock() {
@@ -61,7 +73,7 @@ impl Site {
                     .expect("response")
             }
         }));
-        Site { server, seen }
+        Site { server, seen, held }
     }
 
     fn seeds(&self) -> Vec<String> {
@@ -246,18 +258,39 @@ fn three_workers_crawl_once_what_one_process_crawls() {
     let want = reference(&site);
     let redis = PrivateRedis::start("three");
     let states: Vec<PathBuf> = (0..3).map(|i| tempdir(&format!("redis-w{i}"))).collect();
-    // The third is started without seeds: it joins with the crawl's.
-    let workers: Vec<Child> = states
-        .iter()
-        .enumerate()
-        .map(|(i, st)| {
-            let args = if i == 2 { flags() } else { common(&site) };
-            if i == 2 {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            spawn_worker(args, &redis.url(), "three", &format!("w{i}"), st, &[])
-        })
-        .collect();
+    // The site holds every request until all three have joined, so that the crawl cannot end
+    // before the third arrives. The third is started without seeds: it joins with the crawl's
+    // (after the first, which creates the crawl).
+    site.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut workers: Vec<Child> = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        let args = if i == 2 { flags() } else { common(&site) };
+        if i == 2 {
+            // `status` fails on a crawl that does not exist yet.
+            let url = redis.url();
+            let status = ["status", "--frontier", url.as_str(), "--crawl-id", "three"];
+            assert!(
+                db::wait_until(Duration::from_secs(60), || {
+                    run_bin(&status, Duration::from_secs(30)).0.success()
+                }),
+                "the first workers did not create the crawl"
+            );
+        }
+        workers.push(spawn_worker(
+            args,
+            &redis.url(),
+            "three",
+            &format!("w{i}"),
+            st,
+            &[],
+        ));
+    }
+    let all_joined = db::wait_until(Duration::from_secs(60), || {
+        let s = status_json(&redis.url(), "three");
+        s["workers"].as_array().map_or(0, |w| w.len()) == 3
+    });
+    site.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(all_joined, "the three workers did not all join");
     for (i, w) in workers.into_iter().enumerate() {
         finish(w, &format!("worker {i}"));
     }

@@ -85,6 +85,10 @@ local function feed_read(g, off, max)
   if g == cur - 1 then
     local part = redis.call('GETRANGE', feed_key(g), off, off + max - 1)
     parts[1] = part
+    if #part == max then
+      -- More of the previous generation is left for the next call.
+      return part, g, off + #part
+    end
     max = max - #part
     g, off = cur, 0
   end

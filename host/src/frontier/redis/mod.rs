@@ -5,9 +5,9 @@
 //! a host only while the host's in-flight count (over all workers) is under its limit and its
 //! next start has come; a completion is accepted only from the lease's current owner; a
 //! worker's leases live as long as its heartbeat, and a heartbeat puts the leases of a worker
-//! silent for the lease lifetime (one that died or stalled) back in their queues. This module stores what the scheduler decided; it must not fetch,
-//! parse or decide scope, and it does not write items (the scheduler asks [`Frontier::confirm`]
-//! before it does).
+//! silent for the lease lifetime (one that died or stalled) back in their queues. This module
+//! stores what the scheduler decided; it must not fetch, parse or decide scope, and it does
+//! not write items (the scheduler asks [`Frontier::confirm`] before it does).
 
 mod conn;
 mod join;
@@ -48,8 +48,8 @@ struct PendingCompletion {
     host: String,
     outcome: Outcome,
     counted: bool,
-    /// Its part of `complete.lua`'s arguments up to the links: fingerprint, state, counted,
-    /// aliases.
+    /// Its part of `round.lua`'s arguments up to the links: fingerprint, host, state,
+    /// counted, aliases.
     head: Vec<Vec<u8>>,
     /// Its links not known to this worker.
     links: Vec<NewUrl>,
@@ -224,8 +224,9 @@ impl RedisFrontier {
         Ok(())
     }
 
-    /// Reports this worker alive (which keeps its leases), learns which leases it lost, has the
-    /// leases of silent workers requeued, and refreshes the counters; at most every `BEAT` unless `now`.
+    /// Reports this worker alive (which keeps its leases), learns which leases it lost, has
+    /// the leases of silent workers requeued, and refreshes the counters; at most every `BEAT`
+    /// unless `force`.
     fn beat(&mut self, force: bool) -> Result<()> {
         if !force && self.last_beat.is_some_and(|t| t.elapsed() < BEAT) {
             return Ok(());

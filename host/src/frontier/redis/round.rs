@@ -3,9 +3,9 @@
 //! the scheduler asks about and for every host where this worker's completions (in the same
 //! call, or since its last call) freed slots, so a worker whose pages finish one at a time
 //! still pays about one round trip per scheduler round, not one per page. It owns how
-//! completions and leases become script arguments and how the reply (leases, refusals, and the
-//! feed of fingerprints the other workers queued) is taken back; it must
-//! not decide politeness (the script and the scheduler's `Politeness` do).
+//! completions and leases become script arguments and how the reply (leases, refusals, and
+//! the feed of fingerprints the other workers queued) is taken back; it must not decide
+//! politeness (the script and the scheduler's `Politeness` do).
 
 use super::{LEASE_BATCH, POLL, PendingCompletion, RedisFrontier, bytes, instant_at, int, now_ms};
 use crate::frontier::{HostLimits, Lease, Outcome, UrlRecord};
