@@ -740,3 +740,68 @@ fn bad_redis_input_is_one_line_each() {
     let line = refused(only_quotes, &joining);
     assert!(line.contains("different plugins"), "{line}");
 }
+
+/// The feed of queued fingerprints (`common.lua`) stays bounded: a new generation every 1 MB,
+/// two kept. A reader that fell behind reads every byte of the older generation before moving
+/// on, and one two generations behind skips ahead. The script's own functions run on a real
+/// Redis (through `redis-cli --eval`) with 70,000 and more fingerprints, which no crawl in
+/// this suite reaches.
+#[test]
+fn the_feed_stays_bounded_and_a_late_reader_misses_nothing_it_can_still_read() {
+    const CHECK: &str = r#"
+local function fps(n, tag)
+  local t = {}
+  for i = 1, n do t[#t + 1] = string.format('%08d%8s', i, tag) end
+  return t
+end
+local out = {}
+FEED = fps(40000, 'aaaaaaaa'); flush()
+local d, g, off = feed_read(-1, 0, 65536)
+out[#out + 1] = 'new ' .. #d .. ' ' .. g .. ' ' .. off
+FEED = fps(30000, 'bbbbbbbb'); flush()
+FEED = fps(10, 'cccccccc'); flush()
+out[#out + 1] = 'generation ' .. redis.call('GET', P .. 'feedgen')
+local total, calls = 0, 0
+repeat
+  d, g, off = feed_read(g, off, 65536)
+  total, calls = total + #d, calls + 1
+until #d == 0 or calls > 100
+out[#out + 1] = 'behind ' .. total .. ' ' .. g .. ' ' .. off
+FEED = fps(70000, 'dddddddd'); flush()
+d, g, off = feed_read(0, 100, 65536)
+out[#out + 1] = 'stale ' .. #d .. ' ' .. g .. ' ' .. off
+out[#out + 1] = 'kept ' .. redis.call('EXISTS', P .. 'feed:0', P .. 'feed:1', P .. 'feed:2')
+return out
+"#;
+    let redis = PrivateRedis::start("feed");
+    let file = tempdir("redis-feed").join("feed.lua");
+    let script = format!(
+        "{}\n{CHECK}",
+        include_str!("../host/src/frontier/redis/common.lua")
+    );
+    std::fs::write(&file, script).expect("write the script");
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--eval"])
+        .arg(&file)
+        .args([",", "sc:{feed}:"])
+        .output()
+        .expect("redis-cli runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    // 40,000 + 30,000 fingerprints (1,120,000 bytes) fill generation 0 past 1 MB; the ten
+    // after them open generation 1. A reader 64 KB into generation 0 gets the rest of it, then
+    // generation 1. 70,000 more fill generation 1, so generation 0 is deleted and a reader
+    // still in it starts again at the (empty) generation 2.
+    assert_eq!(
+        lines,
+        [
+            "new 65536 0 65536",
+            "generation 1",
+            &format!("behind {} 1 160", 1_120_000 - 65_536 + 160),
+            "stale 0 2 0",
+            "kept 1",
+        ],
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
