@@ -205,7 +205,7 @@ impl<'a> Completion<'a> {
 
 /// A host's politeness as this worker's config and robots.txt set it: a store shared by
 /// several workers enforces it across all of them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostLimits {
     pub per_host: usize,
     pub delay: Duration,

@@ -427,6 +427,11 @@ impl Frontier for RedisFrontier {
     }
 
     fn lease_polite(&mut self, host: &str, limits: HostLimits) -> Result<Option<Lease>> {
+        // Remembered so that a later call can lease this host's freed slots along with
+        // another host's.
+        if self.limits.get(host) != Some(&limits) {
+            self.limits.insert(host.to_owned(), limits);
+        }
         if let Some(l) = self.buffered.get_mut(host).and_then(|q| q.pop_front()) {
             return Ok(Some(l));
         }

@@ -16,8 +16,9 @@
 -- finishes a request first does not take every slot.
 --
 -- Returns {links added, {fingerprints refused}, {per host asked: {wait until (ms, "0": none;
--- "-1": this worker's share is in flight, wait for one of its own requests), the host's
--- counted pages, fp, record, fp, record, ...}}, feed bytes (fingerprints the other workers
+-- "-1": this worker's share is in flight, wait for one of its own requests; "-2": leased,
+-- and with that its share or the host's limit is in flight), the host's counted pages, fp,
+-- record, fp, record, ...}}, feed bytes (fingerprints the other workers
 -- queued), feed generation, feed offset}.
 local worker, now, ttl, token = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local w = P .. 'w:' .. worker
@@ -136,6 +137,10 @@ local function lease_one(host, limit, delay, want)
     end
     count('queued', -got)
     count('leased', got)
+    if st.held >= share or st.inflight >= limit then
+      -- Tell the worker not to ask again before one of its own requests here ends.
+      out[1] = '-2'
+    end
   end
   return out
 end

@@ -68,6 +68,7 @@ impl RedisFrontier {
             args.push(p.links.len().to_string().into_bytes());
             args.extend(Self::link_args(&p.links)?);
         }
+        tracing::trace!(completions = batch.len(), hosts = ask.len(), "round trip");
         let sent = Instant::now();
         let (prefix, worker, ttl, feed) = (&self.prefix, &self.worker, self.ttl_ms(), self.feed);
         let script = &self.scripts.round;
@@ -162,7 +163,10 @@ impl RedisFrontier {
         sent: Instant,
         want: usize,
     ) -> Result<()> {
-        let own_share_full = matches!(reply.first(), Some(v) if bytes(v).as_deref() == Some(b"-1"));
+        let status = reply.first().and_then(bytes);
+        let own_share_full = status.as_deref() == Some(b"-1");
+        // Leased, and with that this worker's share (or the host's limit) is in flight.
+        let exhausted = status.as_deref() == Some(b"-2");
         let wait = reply.first().map_or(0, int);
         let pages = reply.get(1).map_or(0, int);
         tracing::trace!(
@@ -188,14 +192,20 @@ impl RedisFrontier {
             return Ok(());
         }
         if wait > 0 {
-            // Another worker holds the host's slots (ask again soon: its requests take
-            // milliseconds) or just started one (ask again when its delay is over).
-            let at = if wait >= 1e15 as u64 {
-                Instant::now() + FULL_RETRY
+            // The host's slots are all in flight: one of this worker's own requests there
+            // ending frees one (the scheduler wakes the host then); with none, another
+            // worker holds them (ask again soon: its requests take milliseconds). Or another
+            // worker just started one (ask again when its delay is over).
+            if wait >= 1e15 as u64 {
+                if self.mine.values().any(|(l, _)| l.record.host == host) {
+                    self.share_full.insert(host.to_owned());
+                } else {
+                    self.not_before
+                        .insert(host.to_owned(), Instant::now() + FULL_RETRY);
+                }
             } else {
-                instant_at(wait)
-            };
-            self.not_before.insert(host.to_owned(), at);
+                self.not_before.insert(host.to_owned(), instant_at(wait));
+            }
             return Ok(());
         }
         if reply.len() <= 2 {
@@ -230,10 +240,10 @@ impl RedisFrontier {
             got += 1;
         }
         self.counters.queued = self.counters.queued.saturating_sub(got);
-        // Fewer than asked: the store gave what this worker's share (or the host's limit, or
-        // its queue) allows, so asking again before one of these requests ends would be a
-        // round trip for nothing.
-        if got < want as u64 {
+        // Fewer than asked, or the share is now in flight: the store gave what this worker's
+        // share (or the host's limit, or its queue) allows, so asking again before one of
+        // these requests ends would be a round trip for nothing.
+        if exhausted || got < want as u64 {
             self.share_full.insert(host.to_owned());
         }
         Ok(())
