@@ -31,13 +31,18 @@ local added = 0
 -- The state of each host this call touches, read once (first use) and written once (the
 -- end), instead of a command per change.
 local H = {}
+-- How long a worker that was told "full" counts as waiting for a slot of the host (it asks
+-- again every few milliseconds while it waits).
+local WAITING = 100
 local function host_state(host)
   local st = H[host]
   if not st then
-    local v = redis.call('HMGET', P .. 'h:' .. host, 'inflight', 'limit', 'next', 'block', 'pages', 'w:' .. worker)
+    local v = redis.call('HMGET', P .. 'h:' .. host, 'inflight', 'limit', 'next', 'block', 'pages',
+      'w:' .. worker, 'waiter', 'waited')
     st = {
       inflight = num(v[1]), limit = num(v[2]), next = num(v[3]), block = num(v[4]),
-      pages = num(v[5]), held = num(v[6]), dirty = {},
+      pages = num(v[5]), held = num(v[6]), waiter = v[7] or '', waited = num(v[8]),
+      freed = 0, dirty = {},
     }
     H[host] = st
   end
@@ -70,6 +75,7 @@ for _ = 1, k do
     local st = host_state(host)
     set(st, 'inflight', math.max(st.inflight - 1, 0))
     set(st, 'held', math.max(st.held - 1, 0))
+    st.freed = st.freed + 1
     count('leased', -1)
     local sk, sf = seen_key(fp)
     redis.call('HSET', sk, sf, state)
@@ -114,7 +120,19 @@ local function lease_one(host, limit, delay, want)
   end
   local n = math.min(want, limit - st.inflight, share - st.held)
   if n <= 0 then
+    -- Under its share but every slot is taken: this worker waits for one.
+    set(st, 'waiter', worker)
+    set(st, 'waited', now)
     return {string.format('%.0f', FULL), pages}
+  end
+  if st.freed > 0 and st.waiter ~= '' and st.waiter ~= worker and st.waited + WAITING > now then
+    -- Another worker is waiting for a slot of this host and this call just freed one: leave
+    -- it to the waiter. Without this, a worker that completes and re-leases in one call
+    -- keeps its slots for ever when there are more workers than slots (per_host 2, 3 workers).
+    n = math.min(n, limit - st.inflight - 1)
+    if n <= 0 then
+      return {string.format('%.0f', FULL), pages}
+    end
   end
   local popped = redis.call('ZPOPMIN', P .. 'q:' .. host, n)
   local out = {'0', pages}
@@ -137,6 +155,9 @@ local function lease_one(host, limit, delay, want)
     end
     count('queued', -got)
     count('leased', got)
+    if st.waiter == worker then
+      set(st, 'waiter', '')
+    end
     if st.held >= share or st.inflight >= limit then
       -- Tell the worker not to ask again before one of its own requests here ends.
       out[1] = '-2'
@@ -157,7 +178,10 @@ for host, st in pairs(H) do
   local h = P .. 'h:' .. host
   local fields = {}
   for f, _ in pairs(st.dirty) do
-    if f == 'held' then
+    if f == 'waiter' then
+      fields[#fields + 1] = 'waiter'
+      fields[#fields + 1] = st.waiter
+    elseif f == 'held' then
       if st.held > 0 then
         fields[#fields + 1] = 'w:' .. worker
         fields[#fields + 1] = string.format('%.0f', st.held)
