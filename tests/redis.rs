@@ -785,7 +785,7 @@ return out
         .arg(&file)
         .args([",", "sc:{feed}:"])
         .output()
-        .expect("redis-cli runs");
+        .expect("redis-cli runs (Debian: apt-get install redis-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     // 40,000 + 30,000 fingerprints (1,120,000 bytes) fill generation 0 past 1 MB; the ten

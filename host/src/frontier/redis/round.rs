@@ -155,6 +155,17 @@ impl RedisFrontier {
         self.counters.queued += added.max(0) as u64;
     }
 
+    /// The host is not asked again before one of this worker's own requests there ends (the
+    /// scheduler wakes it then); with none of them in flight, it is asked again after `retry`.
+    fn wait_for_own_request(&mut self, host: &str, retry: std::time::Duration) {
+        if self.mine.values().any(|(l, _)| l.record.host == host) {
+            self.share_full.insert(host.to_owned());
+        } else {
+            self.not_before
+                .insert(host.to_owned(), Instant::now() + retry);
+        }
+    }
+
     /// One host's part of a lease reply.
     fn take_reply(
         &mut self,
@@ -182,13 +193,7 @@ impl RedisFrontier {
             // frees a slot (the scheduler wakes the host then). Leases held under this name
             // by a previous process are not this one's to wait for: poll (the heartbeat puts
             // them back).
-            let waiting_on_own = self.mine.values().any(|(l, _)| l.record.host == host);
-            if waiting_on_own {
-                self.share_full.insert(host.to_owned());
-            } else {
-                self.not_before
-                    .insert(host.to_owned(), Instant::now() + POLL);
-            }
+            self.wait_for_own_request(host, POLL);
             return Ok(());
         }
         if wait > 0 {
@@ -197,12 +202,7 @@ impl RedisFrontier {
             // worker holds them (ask again soon: its requests take milliseconds). Or another
             // worker just started one (ask again when its delay is over).
             if wait >= 1e15 as u64 {
-                if self.mine.values().any(|(l, _)| l.record.host == host) {
-                    self.share_full.insert(host.to_owned());
-                } else {
-                    self.not_before
-                        .insert(host.to_owned(), Instant::now() + FULL_RETRY);
-                }
+                self.wait_for_own_request(host, FULL_RETRY);
             } else {
                 self.not_before.insert(host.to_owned(), instant_at(wait));
             }
