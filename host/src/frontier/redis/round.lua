@@ -120,9 +120,11 @@ local function lease_one(host, limit, delay, want)
   end
   local n = math.min(want, limit - st.inflight, share - st.held)
   if n <= 0 then
-    -- Under its share but every slot is taken: this worker waits for one.
-    set(st, 'waiter', worker)
-    set(st, 'waited', now)
+    if st.held < share then
+      -- Under its share but every slot is taken: this worker waits for one.
+      set(st, 'waiter', worker)
+      set(st, 'waited', now)
+    end
     return {string.format('%.0f', FULL), pages}
   end
   if st.freed > 0 and st.waiter ~= '' and st.waiter ~= worker and st.waited + WAITING > now then
