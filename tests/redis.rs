@@ -193,6 +193,30 @@ impl Site {
     }
 }
 
+/// Freezes (SIGSTOP) `child`, the worker `name` of crawl `id`, at a moment it holds leases,
+/// and says whether it did. A worker between two requests holds none, and one that started
+/// last may not have leased anything yet, so the test cannot just stop it at a fixed time:
+/// this stops it, looks at its lease table, and lets it run on a little when it is empty.
+/// The pause before looking lets a script call already on its way to Redis land.
+fn freeze_holding_leases(child: &Child, redis: &PrivateRedis, id: &str, name: &str) -> bool {
+    let pid = child.id() as i32;
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < end {
+        // SAFETY: signalling a child process this test spawned and still owns.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(100));
+        let reply = redis.command(&format!("HLEN sc:{{{id}}}:l:{name}"));
+        let held: u64 = reply.trim().trim_start_matches(':').parse().unwrap_or(0);
+        if held > 0 {
+            return true;
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    false
+}
+
 fn finish(mut child: Child, what: &str) -> String {
     let status = wait_bounded(&mut child, Duration::from_secs(120));
     let mut err = String::new();
@@ -360,6 +384,10 @@ fn a_worker_killed_mid_crawl_loses_nothing() {
     } = Crew::start(&site, &redis.url(), "kill", 3, &ttl);
     site.wait_for_pages(40);
     let mut victim = workers.remove(0);
+    assert!(
+        freeze_holding_leases(&victim, &redis, "kill", "kill0"),
+        "the victim never held a lease"
+    );
     victim.kill().expect("kill -9");
     let _ = victim.wait();
     for (i, w) in workers.into_iter().enumerate() {
@@ -418,8 +446,10 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
     );
     assert!(line.contains("worker name stall1 is in use"), "{line}");
     let frozen = workers[0].id() as i32;
-    // SAFETY: signalling a child process this test spawned and still owns.
-    unsafe { libc::kill(frozen, libc::SIGSTOP) };
+    assert!(
+        freeze_holding_leases(&workers[0], &redis, "stall", "stall0"),
+        "the worker to freeze never held a lease"
+    );
     std::thread::sleep(Duration::from_secs(8));
     // SAFETY: as above.
     unsafe { libc::kill(frozen, libc::SIGCONT) };
