@@ -8,6 +8,10 @@
 //!
 //!     ./dev build && cargo bench -p sandcrawl-bench --bench hosts
 //!
+//! HOSTS_PAGES sets the pages per crawl (default 40,000, so 4 pages a host at 10,000 hosts);
+//! `HOSTS_PAGES=400000` gives every host of the broad crawls 40 pages or more, which
+//! separates what a host costs once (its connection, its state) from what each page costs.
+//!
 //! Every size keeps 64 requests in flight: 16 per host for 4 hosts, 1 per host for a broad
 //! crawl (HOSTS_PER_HOST overrides). Each host name is a connection of its own, so 10,000
 //! hosts open 10,000 connections where 4 hosts open 64; that cost is part of the figure.
@@ -23,7 +27,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Pages per crawl, in every configuration (HOSTS_PAGES overrides).
 const PAGES: u64 = 40_000;
+
+fn pages_total() -> u64 {
+    std::env::var("HOSTS_PAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PAGES)
+}
 /// Requests in flight, in every configuration.
 const CONCURRENCY: u64 = 64;
 
@@ -139,7 +151,7 @@ fn main() {
     let tmp = std::env::temp_dir().join(format!("sandcrawl-bench-hosts-{}", std::process::id()));
     for round in 1..=rounds {
         for (k, &hosts) in configs.iter().enumerate() {
-            let pages_per_host = PAGES / hosts;
+            let pages_per_host = pages_total() / hosts;
             per_host.store(pages_per_host, std::sync::atomic::Ordering::Relaxed);
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("{e}"));

@@ -12,7 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc's defaults keep freed memory committed for a while and commit arenas eagerly,
 /// which raised a crawl's peak RSS by half (60 → 92 MB on the peer benchmark). Returning
 /// memory at once and committing on demand gives back the RSS for about a third of the CPU
-/// mimalloc saves (BENCHMARKS.md §6). The option numbers are mimalloc 2's `mi_option_e`.
+/// mimalloc saves (BENCHMARKS.md §6). The option numbers are `mi_option_e`'s, the same in
+/// mimalloc 2 and in mimalloc 3, which `libmimalloc-sys` builds by default.
 fn tune_allocator() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const ALLOW_LARGE_OS_PAGES: libmimalloc_sys::mi_option_t = 6;
