@@ -451,7 +451,7 @@ fn a_stalled_worker_keeps_nothing_of_the_leases_it_lost() {
         "the worker to freeze never held a lease"
     );
     std::thread::sleep(Duration::from_secs(8));
-    // SAFETY: as above.
+    // SAFETY: signalling a child process this test spawned and still owns.
     unsafe { libc::kill(frozen, libc::SIGCONT) };
     for (i, w) in workers.into_iter().enumerate() {
         finish(w, &format!("worker {i}"));

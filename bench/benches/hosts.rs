@@ -36,6 +36,7 @@ fn pages_total() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(PAGES)
 }
+
 /// Requests in flight, in every configuration.
 const CONCURRENCY: u64 = 64;
 
