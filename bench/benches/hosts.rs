@@ -34,6 +34,7 @@ fn pages_total() -> u64 {
     std::env::var("HOSTS_PAGES")
         .ok()
         .and_then(|v| v.parse().ok())
+        .filter(|&n: &u64| n > 0)
         .unwrap_or(PAGES)
 }
 
