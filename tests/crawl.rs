@@ -755,6 +755,82 @@ fn five_hundred_hosts_each_crawled_fully_and_politely() {
     std::fs::remove_file(&seeds_file).ok();
 }
 
+/// A broad crawl on a machine whose open-file limit is low (600, soft and hard): 1,200 host
+/// names, each a connection of its own. Connections past what the limit leaves after the
+/// store's reserve and the requests in flight close after their response, so the server never
+/// sees more open at once than that, and the crawl gets every page. Before, every connection
+/// stayed open and the store, unable to open a file, stopped the crawl. A limit too low for the
+/// concurrency is refused with one line naming the fix.
+#[test]
+fn a_broad_crawl_fits_a_low_open_file_limit() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        match req.uri().path() {
+            "/robots.txt" => html(404, ""),
+            _ => html(200, "<p>one page per host</p>"),
+        }
+    }));
+    let port = site.addr.port();
+    let hosts = 1_200;
+    let st = tempdir("open-files");
+    let seeds_file = st.with_extension("seeds");
+    let seeds: String = (0..hosts)
+        .map(|i| format!("http://h{i}.fd.test:{port}/\n"))
+        .collect();
+    std::fs::write(&seeds_file, seeds).expect("seeds file");
+    let (sf, state) = (seeds_file.display().to_string(), st.display().to_string());
+    let mut args = crawl_args(
+        &state,
+        &[
+            "--seeds-file",
+            &sf,
+            "--per-host",
+            "1",
+            "--concurrency",
+            "64",
+            "--set",
+            "fetch.resolve={ \"*.fd.test\" = \"127.0.0.1\" }",
+        ],
+    );
+    let limit = 600;
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = sandcrawl_e2e::run_bin_with_open_files(limit, &refs, LIMIT);
+    assert!(status.success(), "crawl failed: {err}");
+    let s = summary(&st);
+    assert_eq!(s["pages"], hosts, "{s}");
+    assert_eq!(s["requests"], 2 * hosts, "{s}");
+    // A host past the kept connections opens one per request (robots.txt, then its page).
+    let accepted = site.connections_accepted();
+    assert!(
+        (hosts..=2 * hosts).contains(&accepted),
+        "{accepted} connections"
+    );
+    // The store and outputs keep 256 descriptors back (fetch::conns::RESERVED_FDS), so the
+    // crawler holds at most 600 - 256 connections: the kept ones and one per request in flight.
+    // The server sees each close a little after the crawler makes it, and its count ran up to
+    // 60 ahead here, so it is held to half the reserve. Without the bound, connections pile up
+    // to the open-file limit (1,200 hosts) and the crawl stops.
+    let most = site.connections_most();
+    assert!(
+        most <= limit as usize - 128,
+        "{most} connections open at once under an open-file limit of {limit} ({accepted} accepted)"
+    );
+
+    let low = tempdir("open-files-low");
+    args = crawl_args(&low.display().to_string(), &["--concurrency", "64"]);
+    let seed = site.url("/");
+    args.push(seed);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = sandcrawl_e2e::run_bin_with_open_files(200, &refs, LIMIT);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("open-file limit is 200") && line.contains("ulimit -n"),
+        "{err}"
+    );
+    std::fs::remove_file(&seeds_file).ok();
+}
+
 /// A site whose robots.txt names a sitemap index: a nested index (one level too deep at the
 /// end), a gzip urlset with lastmod dates, a text sitemap, malformed XML and a missing file.
 fn sitemap_site() -> (tokio::runtime::Runtime, Server) {

@@ -132,7 +132,7 @@ async fn hostile_server() -> Server {
 fn fetcher(f: impl FnOnce(&mut FetchConfig)) -> Fetcher {
     let mut cfg = FetchConfig::default();
     f(&mut cfg);
-    Fetcher::new(cfg).expect("fetcher")
+    Fetcher::new(cfg, 64).expect("fetcher")
 }
 
 async fn get(f: &Fetcher, url: &str) -> (Result<sandcrawl::fetch::Response, FetchError>, Duration) {
@@ -414,6 +414,78 @@ fn self_signed_tls_is_rejected_by_default_and_http2_is_negotiated() {
             .expect("h2-only endpoint");
         assert_eq!(r.http_version, "HTTP/2");
         assert_eq!(&r.body[..], b"HTTP/2.0");
+    });
+}
+
+/// Polls `cond` every 10 ms until it holds, for at most `limit`.
+async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+/// Connections are bounded, as the server counts them: past `fetch.max_kept_connections` a
+/// new connection closes after its response while the kept ones are reused, and an idle
+/// connection closes after `fetch.idle_timeout_ms` (hyper's pool evicts nothing without a
+/// timer, so a broad crawl kept one connection per host it had seen).
+#[test]
+fn kept_connections_are_bounded_and_idle_ones_close() {
+    let rt = sandcrawl_e2e::runtime();
+    rt.block_on(async {
+        let s = serve("127.0.0.1", |_| async { html(200, "<p>ok</p>") }).await;
+        let port = s.addr.port();
+        let url = |host: usize| format!("http://h{host}.conns.test:{port}/");
+        let resolve = |c: &mut FetchConfig| {
+            c.resolve
+                .insert("*.conns.test".to_owned(), "127.0.0.1".to_owned());
+        };
+        let f = fetcher(|c| {
+            resolve(c);
+            c.max_kept_connections = 2;
+            c.idle_timeout_ms = 60_000;
+        });
+        assert_eq!(f.kept_connections(), 2);
+        for host in 0..6 {
+            let (r, _) = get(&f, &url(host)).await;
+            assert_eq!(r.expect("fetched").status, 200);
+        }
+        assert_eq!(s.connections_accepted(), 6, "one connection per host name");
+        assert!(
+            eventually(Duration::from_secs(10), || s.connections_open() == 2).await,
+            "the 4 connections past the 2 kept ones close: {} open",
+            s.connections_open()
+        );
+        assert_eq!(f.open_connections(), 2);
+        // The kept ones serve their hosts again; a host past them gets a new connection.
+        get(&f, &url(0)).await.0.expect("fetched");
+        get(&f, &url(1)).await.0.expect("fetched");
+        assert_eq!(
+            s.connections_accepted(),
+            6,
+            "hosts 0 and 1 reuse their connections"
+        );
+        get(&f, &url(5)).await.0.expect("fetched");
+        assert_eq!(s.connections_accepted(), 7);
+        assert!(eventually(Duration::from_secs(10), || s.connections_open() == 2).await);
+
+        let idle = fetcher(|c| {
+            resolve(c);
+            c.idle_timeout_ms = 200;
+        });
+        for host in 10..13 {
+            get(&idle, &url(host)).await.0.expect("fetched");
+        }
+        assert!(
+            eventually(Duration::from_secs(20), || s.connections_open() == 2).await,
+            "idle connections close after fetch.idle_timeout_ms: {} open",
+            s.connections_open()
+        );
+        assert_eq!(idle.open_connections(), 0);
     });
 }
 
@@ -731,7 +803,9 @@ fn proxies_plain_http_and_tunnel_https() {
             proxy: "socks9://nope".into(),
             ..FetchConfig::default()
         };
-        let err = Fetcher::new(bad).err().expect("bad proxy URL is refused");
+        let err = Fetcher::new(bad, 1)
+            .err()
+            .expect("bad proxy URL is refused");
         assert!(format!("{err:#}").contains("fetch.proxy"), "{err:#}");
     });
 }

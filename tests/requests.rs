@@ -211,7 +211,7 @@ fn redirects_keep_or_drop_the_method_as_browsers_do() {
             }
         }
     }));
-    let fetcher = Fetcher::new(FetchConfig::default()).expect("fetcher");
+    let fetcher = Fetcher::new(FetchConfig::default(), 1).expect("fetcher");
     let spec = RequestSpec {
         method: Method::Post,
         headers: Vec::new(),

@@ -28,7 +28,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-    let fetcher = Fetcher::new(FetchConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let fetcher = Fetcher::new(FetchConfig::default(), conc).unwrap_or_else(|e| panic!("{e:#}"));
     let passes: usize = std::env::var("FETCH_PASSES")
         .ok()
         .and_then(|v| v.parse().ok())

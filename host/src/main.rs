@@ -29,6 +29,9 @@ use clap::Parser as _;
 
 fn main() {
     tune_allocator();
+    // Before anything opens files: the soft open-file limit goes up to the hard one, so a
+    // broad crawl's connections and the store's files both fit (`fetch::conns`).
+    sandcrawl::fetch::conns::open_file_limit();
     let cli = cli::Cli::parse();
     // The store's own housekeeping (memtable flushes, compactions) logs at info; that is
     // noise in a crawl's log unless asked for by name (`--log-level info,fjall=debug`).

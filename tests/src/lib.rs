@@ -155,7 +155,16 @@ pub struct Hit {
 pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Hit>>>,
+    conns: Arc<Conns>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Connections as the server sees them: accepted in all, open now, most open at once.
+#[derive(Default)]
+struct Conns {
+    accepted: std::sync::atomic::AtomicUsize,
+    open: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for Server {
@@ -176,6 +185,23 @@ impl Server {
     pub fn paths(&self) -> Vec<String> {
         self.hits().into_iter().map(|h| h.path).collect()
     }
+
+    /// Connections accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.conns
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections open now (a connection counts until the client closes it).
+    pub fn connections_open(&self) -> usize {
+        self.conns.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once.
+    pub fn connections_most(&self) -> usize {
+        self.conns.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Serves `handler` on `ip:0` (HTTP/1.1 and h2c) and logs every request.
@@ -192,16 +218,23 @@ where
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let handler = Arc::new(handler);
     let task_log = Arc::clone(&log);
+    let conns: Arc<Conns> = Arc::default();
+    let task_conns = Arc::clone(&conns);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (log, handler, active) = (
+            let (log, handler, active, conns) = (
                 Arc::clone(&task_log),
                 Arc::clone(&handler),
                 Arc::clone(&active),
+                Arc::clone(&task_conns),
             );
+            use std::sync::atomic::Ordering::SeqCst;
+            conns.accepted.fetch_add(1, SeqCst);
+            let now = conns.open.fetch_add(1, SeqCst) + 1;
+            conns.most.fetch_max(now, SeqCst);
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let (log, handler, active) =
@@ -230,10 +263,16 @@ where
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
+                conns.open.fetch_sub(1, SeqCst);
             });
         }
     });
-    Server { addr, log, task }
+    Server {
+        addr,
+        log,
+        conns,
+        task,
+    }
 }
 
 /// Serves the bundled demo site, each response delayed by `delay`.
@@ -268,8 +307,11 @@ pub fn read_items(path: &Path) -> Vec<serde_json::Value> {
 
 /// Starts the sandcrawl binary with its stdout and stderr piped, logging at info.
 fn spawn_bin(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(bin())
-        .args(args)
+    spawn(std::process::Command::new(bin()), args)
+}
+
+fn spawn(mut cmd: std::process::Command, args: &[&str]) -> std::process::Child {
+    cmd.args(args)
         .env("SANDCRAWL_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -279,7 +321,28 @@ fn spawn_bin(args: &[&str]) -> std::process::Child {
 
 /// Runs the sandcrawl binary to completion (bounded by `timeout`), returning (status, stdout, stderr).
 pub fn run_bin(args: &[&str], timeout: Duration) -> (std::process::ExitStatus, String, String) {
-    let mut child = spawn_bin(args);
+    finish(spawn_bin(args), args, timeout)
+}
+
+/// `run_bin` with the open-file limit (soft and hard) set to `open_files`, through util-linux's
+/// `prlimit`, as a machine or container with a low limit runs it.
+pub fn run_bin_with_open_files(
+    open_files: u64,
+    args: &[&str],
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={open_files}:{open_files}"))
+        .arg("--")
+        .arg(bin());
+    finish(spawn(cmd, args), args, timeout)
+}
+
+fn finish(
+    mut child: std::process::Child,
+    args: &[&str],
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(_status) = child.try_wait().expect("wait") {

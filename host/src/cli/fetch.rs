@@ -64,7 +64,7 @@ pub async fn fetch(args: FetchArgs) -> Result<i32> {
                 args.url
             )
         })?;
-    let fetcher = Fetcher::new(cfg.fetch.clone())?;
+    let fetcher = Fetcher::new(cfg.fetch.clone(), 1)?;
     if !args.no_robots && cfg.politeness.respect_robots {
         let robots = sandcrawl::robots::fetch(&fetcher, &url).await;
         if let Some(e) = robots.host_failure() {

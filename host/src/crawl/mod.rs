@@ -261,7 +261,7 @@ pub(crate) async fn run_with(setup: Setup, mut stop: watch::Receiver<bool>) -> R
     }
     let (claims_tx, claims_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        fetcher: Fetcher::new(cfg.fetch.clone())?,
+        fetcher: Fetcher::new(cfg.fetch.clone(), cfg.politeness.concurrency)?,
         roster: Arc::clone(&roster),
         robots: RobotsCache::new(frontier.robots_store()),
         scope,

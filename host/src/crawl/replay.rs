@@ -80,7 +80,7 @@ pub async fn run(
     let (claims, _unused) = mpsc::unbounded_channel();
     let roster = Arc::new(Roster::new(plugins.plugins, &cfg));
     let shared = Arc::new(Shared {
-        fetcher: Fetcher::new(cfg.fetch.clone())?,
+        fetcher: Fetcher::new(cfg.fetch.clone(), cfg.politeness.concurrency)?,
         roster: Arc::clone(&roster),
         robots: RobotsCache::default(),
         scope: Scope::new(&cfg.scope, &[])?,

@@ -7,6 +7,7 @@
 //! classified so the caller can retry or give up.
 
 mod budget;
+pub mod conns;
 mod disposition;
 pub mod download;
 mod request;
@@ -41,6 +42,11 @@ pub struct FetchConfig {
     /// allowed: `{ "*.bench.test" = "127.0.0.1" }`.
     pub resolve: std::collections::BTreeMap<String, String>,
     pub connect_timeout_ms: u64,
+    /// An idle connection is closed after this long without a request.
+    pub idle_timeout_ms: u64,
+    /// Connections kept open between requests, over all hosts together (fewer when the
+    /// open-file limit leaves less room); past it, a new connection closes after its response.
+    pub max_kept_connections: usize,
     /// A response that sends nothing for this long is cut (slow-drip servers).
     pub read_timeout_ms: u64,
     /// Whole request, redirects and body included.
@@ -89,6 +95,8 @@ impl Default for FetchConfig {
             headers: Default::default(),
             resolve: Default::default(),
             connect_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_kept_connections: 16_384,
             read_timeout_ms: 15_000,
             total_timeout_ms: 60_000,
             max_body_bytes: 10 * 1024 * 1024,
@@ -203,6 +211,7 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Byt
 #[derive(Clone)]
 pub struct Fetcher {
     client: HttpsClient,
+    connections: conns::Connections,
     matcher: std::sync::Arc<hyper_util::client::proxy::matcher::Matcher>,
     jar: Option<std::sync::Arc<std::sync::Mutex<cookie_store::CookieStore>>>,
     cfg: std::sync::Arc<FetchConfig>,
@@ -234,8 +243,15 @@ impl Drop for Active<'_> {
 }
 
 impl Fetcher {
-    pub fn new(cfg: FetchConfig) -> anyhow::Result<Self> {
+    /// `in_flight` is the most requests the caller runs at once; with the open-file limit it
+    /// decides how many connections may be kept for reuse (`conns`).
+    pub fn new(cfg: FetchConfig, in_flight: usize) -> anyhow::Result<Self> {
         use anyhow::Context as _;
+        let connections = conns::Connections::new(conns::kept_for(
+            conns::open_file_limit(),
+            in_flight,
+            cfg.max_kept_connections,
+        )?);
         let mut http = HttpConnector::new_with_resolver(Resolver::new(&cfg.resolve)?);
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
@@ -282,6 +298,7 @@ impl Fetcher {
         let connector = ProxyConnector {
             http,
             matcher: matcher.clone(),
+            connections: connections.clone(),
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -290,7 +307,10 @@ impl Fetcher {
             .enable_http2()
             .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Without a timer hyper's pool never evicts idle connections: those of hosts that
+            // are done would stay open until the crawl ends.
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_millis(cfg.idle_timeout_ms.max(1)))
             .pool_max_idle_per_host(64)
             .http1_max_buf_size(cfg.max_header_bytes.max(8192))
             .http1_max_headers(max_headers(cfg.max_header_bytes))
@@ -313,6 +333,7 @@ impl Fetcher {
         });
         Ok(Fetcher {
             client,
+            connections,
             matcher,
             jar,
             budget: ByteBudget::new(cfg.max_bytes_in_flight),
@@ -322,6 +343,16 @@ impl Fetcher {
             cfg: std::sync::Arc::new(cfg),
             headers: std::sync::Arc::new(headers),
         })
+    }
+
+    /// Connections open now, in use or idle in the pool.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    /// How many of them may be kept for reuse.
+    pub fn kept_connections(&self) -> usize {
+        self.connections.kept()
     }
 
     pub fn config(&self) -> &FetchConfig {
@@ -817,6 +848,7 @@ impl Fetcher {
 struct ProxyConnector {
     http: HttpConnector<Resolver>,
     matcher: std::sync::Arc<hyper_util::client::proxy::matcher::Matcher>,
+    connections: conns::Connections,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -837,10 +869,11 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
 
     fn call(&mut self, dst: hyper::Uri) -> Self::Future {
         let mut http = self.http.clone();
+        let connections = self.connections.clone();
         match self.matcher.intercept(&dst) {
             None => Box::pin(async move {
                 let io: Io = http.call(dst).await.map_err(BoxError::from)?;
-                Ok(ProxiedIo { io, proxied: false })
+                Ok(ProxiedIo::new(io, false, connections.opened()))
             }),
             Some(icpt) if dst.scheme_str() == Some("https") => {
                 let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
@@ -852,14 +885,14 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
                 }
                 Box::pin(async move {
                     let io: Io = tunnel.call(dst).await.map_err(BoxError::from)?;
-                    Ok(ProxiedIo { io, proxied: false })
+                    Ok(ProxiedIo::new(io, false, connections.opened()))
                 })
             }
             Some(icpt) => {
                 let proxy = icpt.uri().clone();
                 Box::pin(async move {
                     let io: Io = http.call(proxy).await.map_err(BoxError::from)?;
-                    Ok(ProxiedIo { io, proxied: true })
+                    Ok(ProxiedIo::new(io, true, connections.opened()))
                 })
             }
         }
@@ -867,15 +900,29 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
 }
 
 /// A connection that tells the pool whether it goes to a plain-HTTP proxy, so hyper sends
-/// absolute-form request targets on it.
+/// absolute-form request targets on it, and whether it may be kept for reuse (`conns`).
 struct ProxiedIo {
     io: Io,
     proxied: bool,
+    /// Its place in the count of open connections, given back when it closes.
+    slot: conns::Slot,
+}
+
+impl ProxiedIo {
+    fn new(io: Io, proxied: bool, slot: conns::Slot) -> Self {
+        ProxiedIo { io, proxied, slot }
+    }
 }
 
 impl hyper_util::client::legacy::connect::Connection for ProxiedIo {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        self.io.connected().proxy(self.proxied)
+        let connected = self.io.connected().proxy(self.proxied);
+        if !self.slot.reusable {
+            // A poisoned connection serves the request it was opened for, and the pool drops
+            // it (closing it) instead of keeping it. The client asks once, when it connects.
+            connected.poison();
+        }
+        connected
     }
 }
 

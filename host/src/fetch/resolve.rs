@@ -14,7 +14,11 @@ use std::task::{Context, Poll};
 /// The resolver the fetcher's connector uses.
 #[derive(Clone)]
 pub struct Resolver {
-    rules: Arc<Vec<(globset::GlobMatcher, IpAddr)>>,
+    /// Every rule's glob in one matcher (one pass per name, not one per rule: a benchmark
+    /// with 64 rules spent 1 % of a broad crawl matching them in turn), and each rule's
+    /// address by its index.
+    globs: Arc<globset::GlobSet>,
+    ips: Arc<Vec<IpAddr>>,
     system: GaiResolver,
 }
 
@@ -22,33 +26,40 @@ impl Resolver {
     /// Builds the rules from `fetch.resolve` (host glob → IP address); a bad glob or address
     /// is one line naming it.
     pub fn new(rules: &std::collections::BTreeMap<String, String>) -> anyhow::Result<Self> {
-        let mut out = Vec::new();
+        let mut globs = globset::GlobSetBuilder::new();
+        let mut ips = Vec::new();
         for (host, ip) in rules {
             let glob = globset::GlobBuilder::new(&host.to_ascii_lowercase())
                 .literal_separator(false)
                 .build()
-                .map_err(|e| anyhow::anyhow!("fetch.resolve: host pattern {host:?}: {e}"))?
-                .compile_matcher();
+                .map_err(|e| anyhow::anyhow!("fetch.resolve: host pattern {host:?}: {e}"))?;
             let ip: IpAddr = ip.trim().parse().map_err(|_| {
                 anyhow::anyhow!(
                     "fetch.resolve: {ip:?} (for {host:?}) is not an IP address; write e.g. \"127.0.0.1\""
                 )
             })?;
-            out.push((glob, ip));
+            globs.add(glob);
+            ips.push(ip);
         }
+        let globs = globs
+            .build()
+            .map_err(|e| anyhow::anyhow!("fetch.resolve: {e}"))?;
         Ok(Resolver {
-            rules: Arc::new(out),
+            globs: Arc::new(globs),
+            ips: Arc::new(ips),
             system: GaiResolver::new(),
         })
     }
 
     /// The address a rule gives `host`, if any (the first matching rule, in key order).
     pub fn lookup(&self, host: &str) -> Option<IpAddr> {
+        if self.ips.is_empty() {
+            return None;
+        }
         let host = host.to_ascii_lowercase();
-        self.rules
-            .iter()
-            .find(|(m, _)| m.is_match(&host))
-            .map(|(_, ip)| *ip)
+        // `matches` lists the matching rules' indices in ascending order.
+        let first = *self.globs.matches(&host).first()?;
+        self.ips.get(first).copied()
     }
 }
 
@@ -107,6 +118,13 @@ mod tests {
         assert_eq!(r.lookup("Shop7.bench.test"), "127.0.0.1".parse().ok());
         assert_eq!(r.lookup("exact.test"), "::1".parse().ok());
         assert_eq!(r.lookup("other.test"), None);
+        // Both "*.test" and "exact.test" match; the first in key order wins.
+        let mut both = std::collections::BTreeMap::new();
+        both.insert("*.test".to_owned(), "10.0.0.1".to_owned());
+        both.insert("exact.test".to_owned(), "10.0.0.2".to_owned());
+        let r = Resolver::new(&both).expect("valid");
+        assert_eq!(r.lookup("exact.test"), "10.0.0.1".parse().ok());
+        assert_eq!(r.lookup("a.b.test"), "10.0.0.1".parse().ok());
         rules.insert("x.test".to_owned(), "localhost".to_owned());
         let e = Resolver::new(&rules)
             .err()

@@ -175,6 +175,9 @@ impl FjallFrontier {
         check_marker(dir)?;
         let db = fjall::Database::builder(dir.join("frontier"))
             .cache_size(CACHE_BYTES)
+            // fjall keeps up to 900 table files open by default: most of the usual soft
+            // open-file limit of 1,024, which the fetch connections need.
+            .max_cached_files(Some(crate::fetch::conns::STORE_FILES))
             .open()
             .map_err(|e| store_err(dir, e))?;
         let ks = db
