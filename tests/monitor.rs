@@ -297,6 +297,9 @@ fn status_page_in_chromium_agrees_with_api_and_metrics_and_pause_stops_fetching(
             plugin("noop").to_str().expect("utf-8 path"),
             "--set",
             &leaves,
+            // The connection kept during the pause must outlive a slow browser check.
+            "--set",
+            "fetch.idle_timeout_ms=600000",
         ],
         &[],
     );
@@ -353,6 +356,13 @@ fn status_page_in_chromium_agrees_with_api_and_metrics_and_pause_stops_fetching(
         assert_eq!(metric(&metrics, "sandcrawl_queue_depth") as u64, queued, "{metrics}");
         assert_eq!(metric(&metrics, "sandcrawl_paused") as u64, 1, "{metrics}");
         assert_eq!(metric(&metrics, "sandcrawl_in_flight") as u64, 0, "{metrics}");
+        // Nothing in flight, and the connection to the site kept for the next request.
+        let open = metric(&metrics, "sandcrawl_open_connections") as usize;
+        assert!(
+            (1..=site.connections_accepted()).contains(&open),
+            "{open} open connections, {} accepted: {metrics}",
+            site.connections_accepted()
+        );
         // Every page answered 200, and each was one fetch of a crawled URL.
         assert_eq!(
             metric(&metrics, "sandcrawl_pages_total{status=\"2xx\"}") as u64,
@@ -566,6 +576,7 @@ fn api_seeds_stop_token_and_every_metric() {
         "sandcrawl_in_flight",
         "sandcrawl_hosts_backing_off",
         "sandcrawl_downloads_in_progress",
+        "sandcrawl_open_connections",
         "sandcrawl_output_backlog_items",
         "sandcrawl_paused",
     ] {

@@ -95,6 +95,8 @@ pub struct Gauges {
     pub in_flight: u64,
     pub hosts_backing_off: u64,
     pub downloads_in_progress: u64,
+    /// The fetcher's open connections, in use or kept idle for reuse.
+    pub open_connections: u64,
     pub output_backlog: u64,
     pub paused: bool,
     /// Responses received so far (the summary adds them only at the end).
@@ -124,6 +126,7 @@ pub struct Metrics {
     in_flight: Gauge,
     hosts_backing_off: Gauge,
     downloads_in_progress: Gauge,
+    open_connections: Gauge,
     output_backlog: Gauge,
     paused: Gauge,
 }
@@ -170,6 +173,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             hosts_backing_off: Gauge::default(),
             downloads_in_progress: Gauge::default(),
+            open_connections: Gauge::default(),
             output_backlog: Gauge::default(),
             paused: Gauge::default(),
         };
@@ -256,6 +260,11 @@ impl Metrics {
             m.downloads_in_progress.clone(),
         );
         r.register(
+            "open_connections",
+            "Connections open to sites, in use or kept for reuse (bounded: fetch.max_kept_connections)",
+            m.open_connections.clone(),
+        );
+        r.register(
             "output_backlog_items",
             "Items waiting for an output (a database) to make them durable",
             m.output_backlog.clone(),
@@ -335,6 +344,7 @@ impl Metrics {
         gauge(&self.in_flight, g.in_flight);
         gauge(&self.hosts_backing_off, g.hosts_backing_off);
         gauge(&self.downloads_in_progress, g.downloads_in_progress);
+        gauge(&self.open_connections, g.open_connections);
         gauge(&self.output_backlog, g.output_backlog);
         gauge(&self.paused, u64::from(g.paused));
     }
@@ -368,6 +378,7 @@ mod tests {
         let g = Gauges {
             queued: 9,
             requests: 11,
+            open_connections: 3,
             ..Gauges::default()
         };
         m.sync(&s, &g);
@@ -382,6 +393,7 @@ mod tests {
             "sandcrawl_items_total{kind=\"quote\"} 7",
             "sandcrawl_requests_total 11",
             "sandcrawl_queue_depth 9",
+            "sandcrawl_open_connections 3",
             "sandcrawl_fetch_duration_seconds_count 1",
             "sandcrawl_plugin_duration_seconds_count{plugin=\"quotes\"} 1",
         ] {

@@ -73,6 +73,7 @@ impl Scheduler {
             in_flight: self.in_flight as u64,
             hosts_backing_off: self.politeness.backing_off(now) as u64,
             downloads_in_progress: self.shared.fetcher.downloads_in_progress(),
+            open_connections: self.shared.fetcher.open_connections() as u64,
             output_backlog: self.sink.backlog() as u64,
             paused: self.held,
             requests,
