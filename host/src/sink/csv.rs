@@ -10,6 +10,11 @@
 //! kind's committed length, and resume cuts each file back to it (a file of a kind first seen
 //! after the last commit is removed). It owns the CSV layout only; it must not decide what
 //! an item contains.
+//!
+//! At most `MAX_KINDS` kinds get a file of their own: every file stays open while the crawl
+//! runs, and a plugin inventing a kind per item would otherwise use up the process's open
+//! files. Items of further kinds go to one more file, `STEM.~other-kinds.csv`, with their
+//! kind and their fields as JSON, so nothing is lost.
 
 use super::{Item, Ordered, Sink, Token, cut_to_committed, open_for_resume};
 use anyhow::{Context as _, Result, bail};
@@ -30,6 +35,15 @@ const FIXED: [&str; 6] = [
 ];
 /// The last column: fields not in the header, as a JSON object.
 const EXTRA: &str = "extra";
+
+/// Kinds with a file of their own, per output.
+pub const MAX_KINDS: usize = 64;
+
+/// The key of the file for kinds past `MAX_KINDS`: a control character, which no real kind
+/// may contain (`plugin::validate`), so it never meets one.
+const OTHER_KINDS: &str = "\u{1}other";
+/// That file's name after the stem: `~` is never in a real kind's file name (it is replaced).
+const OTHER_KINDS_FILE: &str = "~other-kinds";
 
 /// The commit token: each kind's committed length and item count.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -57,6 +71,9 @@ pub fn kind_path(out: &Path, kind: &str) -> PathBuf {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "items".into());
+    if kind == OTHER_KINDS {
+        return out.with_file_name(format!("{stem}.{OTHER_KINDS_FILE}.csv"));
+    }
     let safe: String = kind
         .chars()
         .map(|c| {
@@ -131,6 +148,8 @@ pub struct CsvSink {
     out: PathBuf,
     kinds: HashMap<String, KindFile>,
     items: u64,
+    /// Whether items of kinds past `MAX_KINDS` have been met in this run (warned once).
+    overflowed: bool,
 }
 
 impl CsvSink {
@@ -158,6 +177,7 @@ impl CsvSink {
             out: out.to_owned(),
             kinds: HashMap::new(),
             items: 0,
+            overflowed: false,
         };
         let committed: Vec<PathBuf> = token.csv.keys().map(|k| kind_path(out, k)).collect();
         // A kind first written after the last commit has no committed bytes at all.
@@ -174,6 +194,12 @@ impl CsvSink {
             sink.kinds.insert(kind, f);
         }
         Ok(sink)
+    }
+
+    /// Kinds with a file of their own, counting those about to be created.
+    fn own_files(&self, created: &[(String, KindFile)]) -> usize {
+        self.kinds.keys().filter(|k| *k != OTHER_KINDS).count()
+            + created.iter().filter(|(k, _)| k != OTHER_KINDS).count()
     }
 
     fn token(&self) -> CsvToken {
@@ -329,30 +355,50 @@ impl Sink for CsvSink {
         let mut pending: Vec<(String, Vec<u8>, u64)> = Vec::new();
         let mut created: Vec<(String, KindFile)> = Vec::new();
         for it in items {
-            let fields = serde_json::from_str::<Ordered<'_>>(it.fields.get())
+            // The kind as a JSON string, for an item that goes to the file of further kinds.
+            let kind_json: Box<RawValue>;
+            let mut fields = serde_json::from_str::<Ordered<'_>>(it.fields.get())
                 .with_context(|| format!("item {} is not a JSON object", it.id))?
                 .0;
             let mut buf = Vec::new();
-            let known =
-                self.kinds.contains_key(&it.kind) || created.iter().any(|(k, _)| k == &it.kind);
-            if !known {
-                let (f, header) = KindFile::create(&kind_path(&self.out, &it.kind), &fields)?;
+            let mut kind = it.kind.as_str();
+            let known = |k: &str, created: &[(String, KindFile)]| {
+                self.kinds.contains_key(k) || created.iter().any(|(c, _)| c == k)
+            };
+            if !known(kind, &created) && self.own_files(&created) >= MAX_KINDS {
+                if !self.overflowed {
+                    self.overflowed = true;
+                    tracing::warn!(
+                        output = %kind_path(&self.out, OTHER_KINDS).display(),
+                        "CSV output: more than {MAX_KINDS} item kinds; items of further kinds (first: {:?}) go to one file with their kind and their fields as JSON",
+                        crate::escape::escape(kind)
+                    );
+                }
+                kind = OTHER_KINDS;
+                kind_json = RawValue::from_string(serde_json::to_string(&it.kind)?)?;
+                fields = vec![
+                    ("kind".to_owned(), &*kind_json),
+                    ("fields".to_owned(), &*it.fields),
+                ];
+            }
+            if !known(kind, &created) {
+                let (f, header) = KindFile::create(&kind_path(&self.out, kind), &fields)?;
                 buf.extend_from_slice(&header);
-                created.push((it.kind.clone(), f));
+                created.push((kind.to_owned(), f));
             }
             let file = self
                 .kinds
-                .get(&it.kind)
-                .or_else(|| created.iter().find(|(k, _)| k == &it.kind).map(|(_, f)| f));
+                .get(kind)
+                .or_else(|| created.iter().find(|(k, _)| k == kind).map(|(_, f)| f));
             if let Some(f) = file {
                 f.row(it, &fields, &mut buf)?;
             }
-            match pending.iter_mut().find(|(k, _, _)| k == &it.kind) {
+            match pending.iter_mut().find(|(k, _, _)| k == kind) {
                 Some((_, b, n)) => {
                     b.extend_from_slice(&buf);
                     *n += 1;
                 }
-                None => pending.push((it.kind.clone(), buf, 1)),
+                None => pending.push((kind.to_owned(), buf, 1)),
             }
         }
         self.kinds.extend(created);
@@ -497,6 +543,65 @@ mod tests {
             .err()
             .map(|e| format!("{e:#}"));
         assert!(e.is_some_and(|e| e.contains("one file per item kind")));
+        std::fs::remove_dir_all(&dir).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn kinds_past_the_cap_share_one_file_and_nothing_is_lost() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("sandcrawl-csv-{}", rand::random::<u64>()));
+        let out = dir.join("items.csv");
+        let mut s = CsvSink::open(&out, None)?;
+        let extra = 6;
+        let page: Vec<Item> = (0..MAX_KINDS + extra)
+            .map(|k| {
+                item(
+                    &format!("i{k}"),
+                    &format!("k{k}"),
+                    &format!(r#"{{"n":{k}}}"#),
+                )
+            })
+            .collect();
+        s.write_page(&page)?;
+        let token = s.commit_token();
+        // A later item of a capped kind goes to the shared file too; an early kind keeps its own.
+        s.write_page(&[
+            item("late", &format!("k{}", MAX_KINDS + 1), r#"{"n":"x"}"#),
+            item("first", "k0", r#"{"n":0}"#),
+        ])?;
+        assert_eq!(s.items_written(), (MAX_KINDS + extra + 2) as u64);
+        drop(s);
+        let files = kind_files(&out);
+        assert_eq!(files.len(), MAX_KINDS + 1, "{files:?}");
+        let other = kind_path(&out, OTHER_KINDS);
+        assert_eq!(
+            other.file_name().and_then(|n| n.to_str()),
+            Some("items.~other-kinds.csv")
+        );
+        let rows = read(&other);
+        assert_eq!(rows[0][6..], ["kind", "fields", "extra"]);
+        assert_eq!(rows.len(), 1 + extra + 1, "{rows:?}");
+        assert_eq!(rows[1][0], format!("i{MAX_KINDS}"));
+        assert_eq!(
+            rows[1][6..],
+            [
+                format!("k{MAX_KINDS}"),
+                format!(r#"{{"n":{MAX_KINDS}}}"#),
+                String::new()
+            ]
+        );
+        assert_eq!(rows[extra + 1][6..7], [format!("k{}", MAX_KINDS + 1)]);
+        assert_eq!(read(&kind_path(&out, "k0")).len(), 3);
+
+        // Resume at the token: the shared file is cut back like any other, and stays the place
+        // for kinds past the cap.
+        let mut s = CsvSink::open(&out, Some(&token))?;
+        assert_eq!(s.items_written(), (MAX_KINDS + extra) as u64);
+        assert_eq!(read(&other).len(), 1 + extra);
+        s.write_page(&[item("new", "brand-new", r#"{"n":1}"#)])?;
+        drop(s);
+        assert!(!kind_path(&out, "brand-new").exists());
+        assert_eq!(read(&other).len(), 1 + extra + 1);
         std::fs::remove_dir_all(&dir).ok();
         Ok(())
     }
