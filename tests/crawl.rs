@@ -688,6 +688,17 @@ fn fetch_resolve_maps_many_host_names_to_loopback() {
     assert_eq!(s["requests"], 40, "{s}");
 }
 
+/// A seeds file beside `state`: `http://hN.DOMAIN:PORT/` for N below `hosts`, one host name
+/// each (the crawl maps them to loopback with `fetch.resolve`).
+fn host_seeds(state: &Path, domain: &str, port: u16, hosts: usize) -> std::path::PathBuf {
+    let file = state.with_extension("seeds");
+    let seeds: String = (0..hosts)
+        .map(|i| format!("http://h{i}.{domain}:{port}/\n"))
+        .collect();
+    std::fs::write(&file, seeds).expect("seeds file");
+    file
+}
+
 /// 500 host names on one loopback server, one request at a time per host: every host gets
 /// its three pages and its robots.txt, no host ever sees two requests at once, and the crawl
 /// ends by itself.
@@ -724,11 +735,7 @@ fn five_hundred_hosts_each_crawled_fully_and_politely() {
     let port = site.addr.port();
     let hosts = 500;
     let st = tempdir("many-hosts");
-    let seeds_file = st.with_extension("seeds");
-    let seeds: String = (0..hosts)
-        .map(|i| format!("http://h{i}.many.test:{port}/\n"))
-        .collect();
-    std::fs::write(&seeds_file, seeds).expect("seeds file");
+    let seeds_file = host_seeds(&st, "many.test", port, hosts);
     let sf = seeds_file.display().to_string();
     run_crawl(
         &st,
@@ -773,11 +780,7 @@ fn a_broad_crawl_fits_a_low_open_file_limit() {
     let port = site.addr.port();
     let hosts = 1_200;
     let st = tempdir("open-files");
-    let seeds_file = st.with_extension("seeds");
-    let seeds: String = (0..hosts)
-        .map(|i| format!("http://h{i}.fd.test:{port}/\n"))
-        .collect();
-    std::fs::write(&seeds_file, seeds).expect("seeds file");
+    let seeds_file = host_seeds(&st, "fd.test", port, hosts);
     let (sf, state) = (seeds_file.display().to_string(), st.display().to_string());
     let mut args = crawl_args(
         &state,
