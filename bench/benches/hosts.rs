@@ -54,6 +54,9 @@ fn per_host_limit(hosts: u64) -> u64 {
 /// Loopback addresses the host names are spread over.
 const ADDRS: usize = 64;
 
+/// Connections the servers accepted, over every crawl so far.
+static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Page n of a site of `per_host` pages: links to its two children that exist.
 fn page(path: &str, per_host: u64) -> String {
     let n: u64 = path.trim_start_matches('/').parse().unwrap_or(1).max(1);
@@ -76,6 +79,7 @@ async fn serve(ip: &str, per_host: std::sync::Arc<std::sync::atomic::AtomicU64>)
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let per_host = per_host.clone();
             // HOSTS_CLOSE_EVERY=N closes each connection after N responses: the control run,
             // in which every size opens the same number of connections per page.
@@ -165,6 +169,7 @@ fn main() {
                 })
                 .collect();
             std::fs::write(&seeds, list).unwrap_or_else(|e| panic!("{e}"));
+            let accepted0 = ACCEPTED.load(std::sync::atomic::Ordering::Relaxed);
             let (cpu0, t0) = (
                 sandcrawl_bench::cpu_seconds(sandcrawl_bench::Whose::Children),
                 Instant::now(),
@@ -209,8 +214,9 @@ fn main() {
             }
             let us = cpu * 1e6 / pages as f64;
             cpu_per_page[k].push(us);
+            let conns = ACCEPTED.load(std::sync::atomic::Ordering::Relaxed) - accepted0;
             println!(
-                "round {round}: {hosts:>6} hosts x {pages_per_host:>5} pages, {} per host: {pages} pages in {wall:.2} s ({:.0} pages/s), {cpu:.2} CPU-s, {us:.1} µs CPU/page",
+                "round {round}: {hosts:>6} hosts x {pages_per_host:>5} pages, {} per host: {pages} pages in {wall:.2} s ({:.0} pages/s), {conns} connections, {cpu:.2} CPU-s, {us:.1} µs CPU/page",
                 per_host_limit(hosts),
                 pages as f64 / wall
             );

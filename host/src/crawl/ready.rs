@@ -3,6 +3,12 @@
 //! hosts waiting for a time (politeness delay, Retry-After, back-off). Hosts that wait for
 //! their own requests to finish are parked and woken by the scheduler when one does.
 //!
+//! A host woken by its own finished request goes to the front of the queue, up to `STREAK`
+//! times in a row, then to the back. Its connection, buffers and frontier keys are still in
+//! the CPU's caches, so a broad crawl works through a few dozen hosts at a time instead of
+//! touching every host's state once per cycle; the streak keeps a large site from holding
+//! the crawl's slots while other hosts wait.
+//!
 //! It owns that bookkeeping only; it must not decide whether a host may start (politeness
 //! does) or whether it has work (the frontier does).
 
@@ -30,7 +36,13 @@ pub struct ReadyHosts {
     waiting: BinaryHeap<Reverse<(Instant, String)>>,
     /// Hosts in `ready` or (live) in `waiting`.
     scheduled: usize,
+    /// Times in a row each host went to the front (`wake_hot`); only hosts that still have
+    /// work or requests in flight have an entry.
+    streaks: HashMap<String, u32>,
 }
+
+/// How many times in a row a host may go to the front of the queue.
+const STREAK: u32 = 32;
 
 impl ReadyHosts {
     /// A host has work and may be able to start: ready unless it already is, or waits for
@@ -44,6 +56,29 @@ impl ReadyHosts {
                 self.scheduled += 1;
             }
         }
+    }
+
+    /// A host one of whose own requests just finished, and which has more work: to the
+    /// front of the queue unless it has been there `STREAK` times in a row.
+    pub fn wake_hot(&mut self, host: &str) {
+        if matches!(self.slots.get(host), Some(Slot::Ready | Slot::Waiting(_))) {
+            return;
+        }
+        let streak = self.streaks.entry(host.to_owned()).or_default();
+        if *streak < STREAK {
+            *streak += 1;
+            self.slots.insert(host.to_owned(), Slot::Ready);
+            self.ready.push_front(host.to_owned());
+            self.scheduled += 1;
+        } else {
+            self.streaks.remove(host);
+            self.wake(host);
+        }
+    }
+
+    /// A popped host with no work left: its streak ends.
+    pub fn forget(&mut self, host: &str) {
+        self.streaks.remove(host);
     }
 
     /// The next ready host, taken out of the structure: the caller puts it back with
@@ -65,6 +100,8 @@ impl ReadyHosts {
 
     /// A popped host that may start again at `at`.
     pub fn wait_until(&mut self, host: String, at: Instant) {
+        // A host that waits for a time is not kept warm.
+        self.streaks.remove(&host);
         self.slots.insert(host.clone(), Slot::Waiting(at));
         self.waiting.push(Reverse((at, host)));
         self.scheduled += 1;
@@ -169,5 +206,59 @@ mod tests {
         // Popped and not put back (no work left): gone.
         assert_eq!(r.next_due(), None);
         assert!(!r.has_scheduled());
+    }
+
+    #[test]
+    fn a_finished_host_goes_first_for_a_bounded_streak() {
+        let mut r = ReadyHosts::default();
+        for h in ["a", "b", "c"] {
+            r.wake(h);
+        }
+        // "a" starts, is parked on its per-host limit, and its request finishes: it goes
+        // ahead of "b" and "c", which have not started yet, STREAK times in a row.
+        for _ in 0..STREAK {
+            assert_eq!(r.pop().as_deref(), Some("a"));
+            r.park("a".into());
+            r.wake_hot("a");
+        }
+        assert_eq!(r.pop().as_deref(), Some("a"));
+        r.park("a".into());
+        // The streak is spent: behind the others, and a fresh streak after that.
+        r.wake_hot("a");
+        assert_eq!(r.pop().as_deref(), Some("b"));
+        assert_eq!(r.pop().as_deref(), Some("c"));
+        assert_eq!(r.pop().as_deref(), Some("a"));
+        r.wake("d");
+        r.wake_hot("a");
+        assert_eq!(r.pop().as_deref(), Some("a"), "a new streak starts");
+        assert_eq!(r.pop().as_deref(), Some("d"));
+        assert_eq!(r.pop(), None);
+    }
+
+    #[test]
+    fn a_hot_wake_leaves_queued_and_waiting_hosts_where_they_are() {
+        let mut r = ReadyHosts::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        r.wake("a");
+        r.wake("b");
+        r.wake_hot("b");
+        assert_eq!(r.ready_len(), 2, "already queued: not queued twice");
+        assert_eq!(r.pop().as_deref(), Some("a"));
+        let b = r.pop().unwrap_or_default();
+        r.wait_until(b, later);
+        r.wake_hot("b");
+        assert_eq!(
+            r.ready_len(),
+            0,
+            "a host waiting for its delay keeps waiting"
+        );
+        // A host that ran out of work and found more starts a new streak.
+        r.wake_hot("c");
+        assert_eq!(r.pop().as_deref(), Some("c"));
+        r.forget("c");
+        assert!(
+            r.streaks.is_empty(),
+            "no entry is kept for a host without work"
+        );
     }
 }

@@ -344,6 +344,7 @@ impl Scheduler {
             if !self.under_host_cap(&host) {
                 // A capped host takes no more URLs; its requests in flight keep the crawl
                 // alive until they finish, and a finish wakes it only to find it capped.
+                self.hosts.forget(&host);
                 continue;
             }
             if let Some(cause) = self.summary.hosts_given_up.get(&host).cloned() {
@@ -364,6 +365,7 @@ impl Scheduler {
                 self.start(&host, lease, now);
             }
             if !self.frontier.has_work(&host) {
+                self.hosts.forget(&host);
                 continue;
             }
             // A shared frontier may hold a host back for other workers' requests.
@@ -518,9 +520,9 @@ impl Scheduler {
         if self.pending.back().is_none_or(|p| p.lease.fp != lease.fp) {
             self.release_claims(&lease.fp);
         }
-        // One of its requests finished: a parked host may start again.
+        // One of its requests finished: a parked host may start again, first in line.
         if self.frontier.has_work(&host) {
-            self.hosts.wake(&host);
+            self.hosts.wake_hot(&host);
         }
         result
     }
@@ -702,7 +704,7 @@ impl Scheduler {
             }
             self.release_claims(&p.lease.fp);
             if self.frontier.has_work(host) {
-                self.hosts.wake(host);
+                self.hosts.wake_hot(host);
             }
         }
         Ok(())
