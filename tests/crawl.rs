@@ -762,6 +762,99 @@ fn five_hundred_hosts_each_crawled_fully_and_politely() {
     std::fs::remove_file(&seeds_file).ok();
 }
 
+/// Which host goes next: a host whose own request just finished goes first, while its
+/// connection is warm, but at most 32 times in a row (`crawl/ready.rs`). One request at a time:
+/// the seed host "big" links to 79 pages of its own and to ten small hosts, each a chain of
+/// three pages. Big runs its first 33 pages back to back (its seed, then 32 turns at the
+/// front), then yields: every small host runs its chain in one go, and big finishes last.
+/// Before, each host went to the back after every page, so the small hosts' pages were
+/// interleaved with each other and with big's.
+#[test]
+fn a_finished_host_goes_on_for_a_bounded_streak() {
+    use std::sync::{Arc, Mutex};
+    let order: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let rt = sandcrawl_e2e::runtime();
+    let log = Arc::clone(&order);
+    let site = rt.block_on(serve("127.0.0.1", move |req| {
+        let log = Arc::clone(&log);
+        async move {
+            let host = sandcrawl_e2e::header(&req, "host", "");
+            let name = host.split('.').next().unwrap_or_default().to_owned();
+            let path = req.uri().path().to_owned();
+            if path == "/robots.txt" {
+                return html(404, "");
+            }
+            if let Ok(mut l) = log.lock() {
+                l.push((name.clone(), path.clone()));
+            }
+            let port = host.rsplit(':').next().unwrap_or_default();
+            let body = match (name.as_str(), path.as_str()) {
+                ("big", "/1") => {
+                    let own: String = (2..=80)
+                        .map(|n| format!("<a href=\"/{n}\">{n}</a>"))
+                        .collect();
+                    let small: String = (0..10)
+                        .map(|i| format!("<a href=\"http://s{i}.order.test:{port}/1\">s{i}</a>"))
+                        .collect();
+                    own + &small
+                }
+                ("big", _) => String::new(),
+                (_, "/1") => "<a href=\"/2\">2</a>".into(),
+                (_, "/2") => "<a href=\"/3\">3</a>".into(),
+                _ => String::new(),
+            };
+            html(200, body)
+        }
+    }));
+    let port = site.addr.port();
+    let st = tempdir("streak");
+    let seed = format!("http://big.order.test:{port}/1");
+    let domain = format!("order.test:{port}");
+    run_crawl(
+        &st,
+        &[
+            "--allow-domain",
+            &domain,
+            "--per-host",
+            "1",
+            "--concurrency",
+            "1",
+            "--set",
+            "fetch.resolve={ \"*.order.test\" = \"127.0.0.1\" }",
+            &seed,
+        ],
+    );
+    let s = summary(&st);
+    assert_eq!(s["pages"], 80 + 30, "{s}");
+    let order = order.lock().map(|l| l.clone()).unwrap_or_default();
+    let hosts: Vec<&str> = order.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts.len(), 110, "{order:?}");
+    assert!(
+        hosts[..33].iter().all(|h| *h == "big"),
+        "big's seed and 32 more pages first: {hosts:?}"
+    );
+    let small = &order[33..63];
+    let mut seen = BTreeSet::new();
+    for chain in small.chunks(3) {
+        let host = &chain[0].0;
+        assert!(
+            host.starts_with('s'),
+            "a small host after big's streak: {hosts:?}"
+        );
+        let paths: Vec<&str> = chain
+            .iter()
+            .map(|(h, p)| {
+                assert_eq!(h, host, "a small host's chain in one go: {order:?}");
+                p.as_str()
+            })
+            .collect();
+        assert_eq!(paths, ["/1", "/2", "/3"], "{order:?}");
+        assert!(seen.insert(host.clone()), "{host} twice: {order:?}");
+    }
+    assert_eq!(seen.len(), 10);
+    assert!(hosts[63..].iter().all(|h| *h == "big"), "{hosts:?}");
+}
+
 /// A broad crawl on a machine whose open-file limit is low (600, soft and hard): 1,200 host
 /// names, each a connection of its own. Connections past what the limit leaves after the
 /// store's reserve and the requests in flight close after their response, so the server never
