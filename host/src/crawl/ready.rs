@@ -64,16 +64,25 @@ impl ReadyHosts {
         if matches!(self.slots.get(host), Some(Slot::Ready | Slot::Waiting(_))) {
             return;
         }
-        let streak = self.streaks.entry(host.to_owned()).or_default();
-        if *streak < STREAK {
-            *streak += 1;
-            self.slots.insert(host.to_owned(), Slot::Ready);
-            self.ready.push_front(host.to_owned());
-            self.scheduled += 1;
-        } else {
+        // Called once per finished request: no allocation for a host already on a streak.
+        let streak = match self.streaks.get_mut(host) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.streaks.insert(host.to_owned(), 1);
+                1
+            }
+        };
+        if streak > STREAK {
             self.streaks.remove(host);
             self.wake(host);
+            return;
         }
+        self.slots.insert(host.to_owned(), Slot::Ready);
+        self.ready.push_front(host.to_owned());
+        self.scheduled += 1;
     }
 
     /// A popped host with no work left: its streak ends.
