@@ -855,6 +855,58 @@ fn a_finished_host_goes_on_for_a_bounded_streak() {
     assert!(hosts[63..].iter().all(|h| *h == "big"), "{hosts:?}");
 }
 
+/// A host with nothing queued or in flight is done: its idle connection closes at once, not
+/// after `fetch.idle_timeout_ms` (here 10 minutes). 300 hosts, each a robots.txt and a chain
+/// of three pages, four requests at a time: the server never sees more than a few connections
+/// open at once, and each host's pages share its one connection (a host whose next page is
+/// queued keeps it). Before, every host's connection stayed open until the crawl ended.
+#[test]
+fn a_finished_hosts_connection_closes_at_once() {
+    let rt = sandcrawl_e2e::runtime();
+    let site = rt.block_on(serve("127.0.0.1", |req| async move {
+        match req.uri().path() {
+            "/robots.txt" => html(404, ""),
+            "/" => html(200, "<a href=\"/2\">2</a>"),
+            "/2" => html(200, "<a href=\"/3\">3</a>"),
+            _ => html(200, "<p>last</p>"),
+        }
+    }));
+    let port = site.addr.port();
+    let hosts = 300;
+    let st = tempdir("close-done");
+    let seeds_file = host_seeds(&st, "done.test", port, hosts);
+    let sf = seeds_file.display().to_string();
+    run_crawl(
+        &st,
+        &[
+            "--seeds-file",
+            &sf,
+            "--per-host",
+            "1",
+            "--concurrency",
+            "4",
+            "--set",
+            "fetch.resolve={ \"*.done.test\" = \"127.0.0.1\" }",
+            "--set",
+            "fetch.idle_timeout_ms=600000",
+        ],
+    );
+    let s = summary(&st);
+    assert_eq!(s["pages"], 3 * hosts, "{s}");
+    let accepted = site.connections_accepted();
+    assert!(
+        (hosts..=hosts + hosts / 10).contains(&accepted),
+        "one connection per host for its robots.txt and its chain: {accepted}"
+    );
+    // Four requests in flight, and a closed connection is seen by the server a moment later.
+    let most = site.connections_most();
+    assert!(
+        most <= 40,
+        "{most} connections open at once ({accepted} accepted)"
+    );
+    std::fs::remove_file(&seeds_file).ok();
+}
+
 /// A broad crawl on a machine whose open-file limit is low (600, soft and hard): 1,200 host
 /// names, each a connection of its own. Connections past what the limit leaves after the
 /// store's reserve and the requests in flight close after their response, so the server never

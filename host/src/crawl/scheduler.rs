@@ -523,8 +523,20 @@ impl Scheduler {
         // One of its requests finished: a parked host may start again, first in line.
         if self.frontier.has_work(&host) {
             self.hosts.wake_hot(&host);
+        } else {
+            self.close_if_done(&host);
         }
         result
+    }
+
+    /// A host with nothing queued, in flight or waiting for the sink is done for now: its
+    /// idle connections close at once rather than after `fetch.idle_timeout_ms`, so a broad
+    /// crawl's memory follows the hosts in progress, not every host seen lately. A link to it
+    /// found later opens a new connection, as it would after the idle timeout.
+    fn close_if_done(&self, host: &str) {
+        if self.politeness.host_in_flight(host) == 0 && !self.pending_hosts.contains_key(host) {
+            self.shared.fetcher.close_idle(host);
+        }
     }
 
     fn commit_work(&mut self, lease: &Lease, work: Work) -> Result<()> {
@@ -705,6 +717,8 @@ impl Scheduler {
             self.release_claims(&p.lease.fp);
             if self.frontier.has_work(host) {
                 self.hosts.wake_hot(host);
+            } else {
+                self.close_if_done(host);
             }
         }
         Ok(())

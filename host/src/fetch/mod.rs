@@ -345,6 +345,12 @@ impl Fetcher {
         })
     }
 
+    /// Ends the idle connections to `host` (`normalize::host_key` form) unless a request to it
+    /// is in progress: the scheduler calls it when the host has nothing queued or in flight.
+    pub fn close_idle(&self, host: &str) -> usize {
+        self.connections.close_idle(host)
+    }
+
     /// Connections open now, in use or idle in the pool.
     pub fn open_connections(&self) -> usize {
         self.connections.open()
@@ -462,6 +468,8 @@ impl Fetcher {
                 let auth = credentials
                     .as_deref()
                     .filter(|_| current.origin() == origin);
+                // Until this hop's body is read or dropped, its host's connections stay.
+                let _busy = self.connections.busy(&crate::normalize::host_key(&current));
                 let (status, headers, location, resp) = self
                     .request(&current, auth, spec.as_deref(), to.map(|_| resume.as_ref()))
                     .await?;
@@ -870,10 +878,16 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
     fn call(&mut self, dst: hyper::Uri) -> Self::Future {
         let mut http = self.http.clone();
         let connections = self.connections.clone();
+        // The key `normalize::host_key` gives the same URL: the host, and the port if the
+        // URL names one (the URI is built from the URL's text, which drops a default port).
+        let host = match (dst.host(), dst.port_u16()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (h, _) => h.unwrap_or_default().to_owned(),
+        };
         match self.matcher.intercept(&dst) {
             None => Box::pin(async move {
                 let io: Io = http.call(dst).await.map_err(BoxError::from)?;
-                Ok(ProxiedIo::new(io, false, connections.opened()))
+                Ok(ProxiedIo::new(io, false, connections.opened(&host)))
             }),
             Some(icpt) if dst.scheme_str() == Some("https") => {
                 let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
@@ -885,14 +899,14 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
                 }
                 Box::pin(async move {
                     let io: Io = tunnel.call(dst).await.map_err(BoxError::from)?;
-                    Ok(ProxiedIo::new(io, false, connections.opened()))
+                    Ok(ProxiedIo::new(io, false, connections.opened(&host)))
                 })
             }
             Some(icpt) => {
                 let proxy = icpt.uri().clone();
                 Box::pin(async move {
                     let io: Io = http.call(proxy).await.map_err(BoxError::from)?;
-                    Ok(ProxiedIo::new(io, true, connections.opened()))
+                    Ok(ProxiedIo::new(io, true, connections.opened(&host)))
                 })
             }
         }
@@ -932,6 +946,11 @@ impl hyper::rt::Read for ProxiedIo {
         cx: &mut std::task::Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        // End of file for an idle connection of a host that is done: hyper drops it now
+        // instead of keeping it for `fetch.idle_timeout_ms` (`conns::Connections::close_idle`).
+        if self.slot.close_requested(cx) {
+            return std::task::Poll::Ready(Ok(()));
+        }
         std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
