@@ -699,6 +699,34 @@ fn host_seeds(state: &Path, domain: &str, port: u16, hosts: usize) -> std::path:
     file
 }
 
+/// Crawls `hosts` host names under `domain` (all resolved to 127.0.0.1), one request at a
+/// time per host and `concurrency` in all, with `extra` arguments.
+fn crawl_many_hosts(
+    st: &Path,
+    domain: &str,
+    port: u16,
+    hosts: usize,
+    concurrency: &str,
+    extra: &[&str],
+) {
+    let seeds_file = host_seeds(st, domain, port, hosts);
+    let sf = seeds_file.display().to_string();
+    let resolve = format!("fetch.resolve={{ \"*.{domain}\" = \"127.0.0.1\" }}");
+    let mut args = vec![
+        "--seeds-file",
+        &sf,
+        "--per-host",
+        "1",
+        "--concurrency",
+        concurrency,
+        "--set",
+        &resolve,
+    ];
+    args.extend_from_slice(extra);
+    run_crawl(st, &args);
+    std::fs::remove_file(&seeds_file).ok();
+}
+
 /// 500 host names on one loopback server, one request at a time per host: every host gets
 /// its three pages and its robots.txt, no host ever sees two requests at once, and the crawl
 /// ends by itself.
@@ -735,21 +763,7 @@ fn five_hundred_hosts_each_crawled_fully_and_politely() {
     let port = site.addr.port();
     let hosts = 500;
     let st = tempdir("many-hosts");
-    let seeds_file = host_seeds(&st, "many.test", port, hosts);
-    let sf = seeds_file.display().to_string();
-    run_crawl(
-        &st,
-        &[
-            "--seeds-file",
-            &sf,
-            "--per-host",
-            "1",
-            "--concurrency",
-            "64",
-            "--set",
-            "fetch.resolve={ \"*.many.test\" = \"127.0.0.1\" }",
-        ],
-    );
+    crawl_many_hosts(&st, "many.test", port, hosts, "64", &[]);
     let s = summary(&st);
     assert_eq!(s["pages"], 3 * hosts, "{s}");
     assert_eq!(s["requests"], 4 * hosts, "{s}");
@@ -759,7 +773,6 @@ fn five_hundred_hosts_each_crawled_fully_and_politely() {
         assert_eq!(*served, 4, "{host}: robots.txt and three pages, each once");
         assert_eq!(*most, 1, "{host}: per_host = 1 held");
     }
-    std::fs::remove_file(&seeds_file).ok();
 }
 
 /// Which host goes next: a host whose own request just finished goes first, while its
@@ -874,22 +887,13 @@ fn a_finished_hosts_connection_closes_at_once() {
     let port = site.addr.port();
     let hosts = 300;
     let st = tempdir("close-done");
-    let seeds_file = host_seeds(&st, "done.test", port, hosts);
-    let sf = seeds_file.display().to_string();
-    run_crawl(
+    crawl_many_hosts(
         &st,
-        &[
-            "--seeds-file",
-            &sf,
-            "--per-host",
-            "1",
-            "--concurrency",
-            "4",
-            "--set",
-            "fetch.resolve={ \"*.done.test\" = \"127.0.0.1\" }",
-            "--set",
-            "fetch.idle_timeout_ms=600000",
-        ],
+        "done.test",
+        port,
+        hosts,
+        "4",
+        &["--set", "fetch.idle_timeout_ms=600000"],
     );
     let s = summary(&st);
     assert_eq!(s["pages"], 3 * hosts, "{s}");
@@ -904,7 +908,6 @@ fn a_finished_hosts_connection_closes_at_once() {
         most <= 40,
         "{most} connections open at once ({accepted} accepted)"
     );
-    std::fs::remove_file(&seeds_file).ok();
 }
 
 /// A broad crawl on a machine whose open-file limit is low (600, soft and hard): 1,200 host
