@@ -9,7 +9,8 @@
 //! on its next read, so hyper drops it. A host counts as busy from the start of a request to
 //! it until its body is read or dropped (`busy`); a busy host's connections are never ended,
 //! and a new request cancels a pending close. Without this, a broad crawl held every host's
-//! idle connection for `fetch.idle_timeout_ms`: 300 MB at 10,000 hosts against 70 MB.
+//! idle connection for `fetch.idle_timeout_ms`: a peak of 307 MB and 9,541 descriptors at
+//! 10,000 hosts, against 151 MB and 98 (BENCHMARKS.md §6).
 //!
 //! Why: a broad crawl meets a new host every few pages, and a connection kept for every host
 //! it has seen holds a file descriptor and some 25 KB of buffers each. Without a bound, a
@@ -71,8 +72,11 @@ pub fn kept_for(limit: u64, in_flight: usize, max_kept: usize) -> anyhow::Result
 pub struct Connections {
     open: Arc<AtomicUsize>,
     kept: usize,
-    hosts: Arc<Mutex<HashMap<String, HostConns>>>,
+    hosts: Registry,
 }
+
+/// Every host's `HostConns`, shared by the fetcher's connections and requests.
+type Registry = Arc<Mutex<HashMap<String, HostConns>>>;
 
 /// One host's requests in progress and its open connections' close switches. An entry
 /// exists only while the host has either.
@@ -100,7 +104,7 @@ impl Connections {
     }
 
     fn hosts(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostConns>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.hosts)
     }
 
     /// Counts a connection to `host` (`normalize::host_key` form) that was just opened. Once
@@ -127,7 +131,11 @@ impl Connections {
     /// `close_idle` of the host.
     pub fn busy(&self, host: &str) -> Busy {
         let mut hosts = self.hosts();
-        let entry = hosts.entry(host.to_owned()).or_default();
+        // Once per request: the key is allocated only for a host not yet in the registry.
+        let entry = match hosts.get_mut(host) {
+            Some(e) => e,
+            None => hosts.entry(host.to_owned()).or_default(),
+        };
         entry.busy += 1;
         for c in entry.conns.iter().filter_map(Weak::upgrade) {
             c.requested.store(false, Ordering::Release);
@@ -164,13 +172,17 @@ impl Connections {
     }
 }
 
-/// Drops a host's entry once it has neither requests in progress nor live connections.
-fn tidy(hosts: &Mutex<HashMap<String, HostConns>>, host: &str, gone: Option<&Arc<Closer>>) {
-    let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
+fn lock(hosts: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, HostConns>> {
+    hosts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Applies `change` to a host's entry, then drops the entry once it has neither requests in
+/// progress nor live connections.
+fn settle(hosts: &Registry, host: &str, change: impl FnOnce(&mut HostConns)) {
+    let mut hosts = lock(hosts);
     if let Some(entry) = hosts.get_mut(host) {
-        entry
-            .conns
-            .retain(|w| w.strong_count() > 0 && gone.is_none_or(|g| !w.ptr_eq(&Arc::downgrade(g))));
+        change(entry);
+        entry.conns.retain(|w| w.strong_count() > 0);
         if entry.busy == 0 && entry.conns.is_empty() {
             hosts.remove(host);
         }
@@ -180,18 +192,14 @@ fn tidy(hosts: &Mutex<HashMap<String, HostConns>>, host: &str, gone: Option<&Arc
 /// A request in progress to one host (see `Connections::busy`).
 pub struct Busy {
     host: String,
-    hosts: Arc<Mutex<HashMap<String, HostConns>>>,
+    hosts: Registry,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(entry) = hosts.get_mut(&self.host) {
-                entry.busy = entry.busy.saturating_sub(1);
-            }
-        }
-        tidy(&self.hosts, &self.host, None);
+        settle(&self.hosts, &self.host, |e| {
+            e.busy = e.busy.saturating_sub(1)
+        });
     }
 }
 
@@ -201,7 +209,7 @@ pub struct Slot {
     /// Whether the pool may keep the connection after its request.
     pub reusable: bool,
     host: String,
-    hosts: Arc<Mutex<HashMap<String, HostConns>>>,
+    hosts: Registry,
     closer: Arc<Closer>,
 }
 
@@ -217,7 +225,10 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        tidy(&self.hosts, &self.host, Some(&self.closer));
+        let me = Arc::as_ptr(&self.closer);
+        settle(&self.hosts, &self.host, |e| {
+            e.conns.retain(|w| w.as_ptr() != me)
+        });
     }
 }
 
