@@ -10,10 +10,10 @@ mod cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// With all of mimalloc's defaults a crawl's peak RSS rose by half (60 → 92 MB on the peer
-/// benchmark); arenas committed eagerly and huge pages are off. Freed memory
-/// goes back to the OS after 10 ms (`purge_delay`), not at once: returning it at once cost
-/// an `madvise` and a TLB shoot-down on the other core for every freed page run, 15-20 % of
-/// the CPU of a 10,000-host crawl, for 2 MB less RSS (BENCHMARKS.md §6). The option numbers
+/// benchmark), so eager arena commit and huge pages are off. Freed memory goes back to the
+/// OS after 10 ms (`purge_delay`), not at once: returning it at once cost an `madvise` and a
+/// TLB shoot-down on the other core for every freed page run (on the 10,000-host benchmark
+/// 92–103 µs a page against 80–100 µs), for 3–15 MB less peak RSS (BENCHMARKS.md §6). The option numbers
 /// are `mi_option_e`'s, the same in mimalloc 2 and in mimalloc 3, which `libmimalloc-sys`
 /// builds by default.
 fn tune_allocator() {

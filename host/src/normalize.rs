@@ -134,7 +134,13 @@ pub fn fingerprint_of(text: &str) -> Fingerprint {
 
 /// The politeness key of a URL: host plus explicit port.
 pub fn host_key(url: &Url) -> String {
-    match (url.host_str(), url.port()) {
+    host_port_key(url.host_str(), url.port())
+}
+
+/// `host_key` from a host and an explicit port, for callers that hold an `http::Uri`
+/// rather than a `Url` (the fetcher's connector): one format for every per-host table.
+pub fn host_port_key(host: Option<&str>, port: Option<u16>) -> String {
+    match (host, port) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_owned(),
         _ => String::new(),

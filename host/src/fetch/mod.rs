@@ -880,10 +880,7 @@ impl tower_service::Service<hyper::Uri> for ProxyConnector {
         let connections = self.connections.clone();
         // The key `normalize::host_key` gives the same URL: the host, and the port if the
         // URL names one (the URI is built from the URL's text, which drops a default port).
-        let host = match (dst.host(), dst.port_u16()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (h, _) => h.unwrap_or_default().to_owned(),
-        };
+        let host = crate::normalize::host_port_key(dst.host(), dst.port_u16());
         match self.matcher.intercept(&dst) {
             None => Box::pin(async move {
                 let io: Io = http.call(dst).await.map_err(BoxError::from)?;
