@@ -492,12 +492,17 @@ fn kept_connections_are_bounded_and_idle_ones_close() {
 // ---- politeness, measured by the server ----
 
 fn crawl(site: &Server, extra: &[&str]) -> serde_json::Value {
+    crawl_paths(site, &["/"], extra)
+}
+
+/// A crawl seeded with `paths` of `site`.
+fn crawl_paths(site: &Server, paths: &[&str], extra: &[&str]) -> serde_json::Value {
     let st = tempdir("polite");
     let state = st.display().to_string();
-    let seed = site.url("/");
+    let seeds: Vec<String> = paths.iter().map(|p| site.url(p)).collect();
     let mut args = vec!["run", "--state", &state, "--no-progress"];
     args.extend_from_slice(extra);
-    args.push(&seed);
+    args.extend(seeds.iter().map(String::as_str));
     let (status, _, err) = run_bin(&args, Duration::from_secs(120));
     // 2: every fetch failed, which the failing-host tests provoke on purpose.
     assert!(matches!(status.code(), Some(0 | 2)), "{err}");
@@ -568,6 +573,43 @@ fn delay_and_crawl_delay_are_respected() {
         gap >= Duration::from_millis(290),
         "requests {gap:?} apart with Crawl-delay 0.3"
     );
+}
+
+#[test]
+fn a_delay_runs_from_the_end_of_a_request_one_request_at_a_time() {
+    // Answers take 150 ms and the delay is 100 ms: timed from the end of each request, the
+    // server sees every request alone and at least 250 ms after the one before, four seeds
+    // on one host and --per-host 4 notwithstanding. robots.txt's Crawl-delay holds from the
+    // first page on, because the host's first request runs alone until robots.txt is read.
+    let rt = sandcrawl_e2e::runtime();
+    let seeds = ["/p0", "/p1", "/p2", "/p3"];
+    for (robots, flags) in [
+        ("", &["--delay-ms", "100", "--per-host", "4"][..]),
+        (
+            "User-agent: *\nCrawl-delay: 0.1\n",
+            &["--per-host", "4"][..],
+        ),
+    ] {
+        let site = leaf_site(&rt, 0, Duration::from_millis(150), robots);
+        let s = crawl_paths(&site, &seeds, flags);
+        assert_eq!(s["pages"], 4, "{robots:?} {flags:?}");
+        let hits: Vec<_> = site
+            .hits()
+            .into_iter()
+            .filter(|h| h.path != "/robots.txt")
+            .collect();
+        assert_eq!(hits.len(), 4);
+        assert!(
+            hits.iter().all(|h| h.concurrent == 1),
+            "{robots:?} {flags:?}: requests overlapped: {:?}",
+            hits.iter().map(|h| h.concurrent).collect::<Vec<_>>()
+        );
+        let gap = min_gap(&site);
+        assert!(
+            gap >= Duration::from_millis(250),
+            "{robots:?} {flags:?}: requests {gap:?} apart"
+        );
+    }
 }
 
 fn flaky_site(rt: &tokio::runtime::Runtime, status: u16, retry_after: fn() -> String) -> Server {

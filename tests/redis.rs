@@ -372,6 +372,49 @@ fn three_workers_crawl_once_what_one_process_crawls() {
 }
 
 #[test]
+fn a_host_with_a_delay_has_one_request_at_a_time_over_all_workers() {
+    // Answers take longer (60 ms) than the delay (20 ms): timed from request starts, a
+    // second request would start while the first is still being answered.
+    let rt = runtime();
+    let site = Site::start(&rt, Duration::from_millis(60));
+    let want = reference(&site);
+    let redis = PrivateRedis::start("paced");
+    // Held until both have joined, so that both take part from the first request on.
+    site.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    let crew = Crew::start(&site, &redis.url(), "paced", 2, &["--delay-ms", "20"]);
+    let url = redis.url();
+    let status = [
+        "status",
+        "--frontier",
+        &url,
+        "--crawl-id",
+        "paced",
+        "--json",
+    ];
+    let joined = db::wait_until(Duration::from_secs(60), || {
+        // Until the first worker has created the crawl, `status` fails.
+        let (ok, out, _) = run_bin(&status, Duration::from_secs(30));
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        ok.success() && s["workers"].as_array().map_or(0, |w| w.len()) == 2
+    });
+    site.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(joined, "the two workers did not both join");
+    for (i, w) in crew.workers.into_iter().enumerate() {
+        finish(w, &format!("worker {i}"));
+    }
+    assert_eq!(
+        item_ids(&crew.states),
+        want,
+        "the union of the workers' items"
+    );
+    assert_eq!(
+        site.most_at_once(),
+        1,
+        "delay_ms: one request at a time per host over all workers (per_host {PER_HOST})"
+    );
+}
+
+#[test]
 fn a_worker_killed_mid_crawl_loses_nothing() {
     let rt = runtime();
     let site = Site::start(&rt, Duration::from_millis(60));

@@ -3,8 +3,17 @@
 //!
 //! It owns concurrency slots, minimum delays (config and robots.txt Crawl-delay), host-wide
 //! back-off (Retry-After, connection failures) and the adaptive mode. It keeps state per
-//! host, never per URL, and it never performs I/O: the engine asks `can_start`, reports
-//! `started` and `finished`, and sleeps until `next_wakeup`.
+//! host, never per URL, and it never performs I/O: the scheduler asks `can_start`, reports
+//! `started` and `finished`, and sleeps until `ready_at`.
+//!
+//! A delay is counted from the end of the previous request, and a host with a delay gets one
+//! request at a time (as Nutch, Heritrix and Yandex's Crawl-delay do): the crawler learns that
+//! the server has a request only when its answer arrives, so this is the only rule under which
+//! the server itself sees `delay` between any two requests, whatever the network or the load
+//! on either machine. A delay timed from request starts lets a request that left late (a busy
+//! machine) arrive less than `delay` after the one before it. For the same reason a host's
+//! first request runs alone while robots.txt is obeyed: its Crawl-delay is known only when
+//! that request ends.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -17,9 +26,10 @@ pub struct PolitenessConfig {
     pub concurrency: usize,
     /// Requests in flight to one host.
     pub per_host: usize,
-    /// Minimum time between request starts to one host, in ms.
+    /// Minimum time from the end of one request to a host to the start of the next, in ms;
+    /// a host with a delay gets one request at a time.
     pub delay_ms: u64,
-    /// Random extra delay up to this many ms, added to every delay.
+    /// Random extra delay up to this many ms, added to every delay (and pacing like one).
     pub jitter_ms: u64,
     /// Back off on rising latency, 429 and 503; recover slowly.
     pub adaptive: bool,
@@ -68,7 +78,8 @@ pub struct Feedback {
 struct Host {
     in_flight: usize,
     next_start: Option<Instant>,
-    last_start: Option<Instant>,
+    /// A request to the host has ended, so its robots.txt (and Crawl-delay) is known.
+    answered: bool,
     blocked_until: Option<Instant>,
     /// This host's own limits (`[hosts."GLOB"]`, or the crawl's).
     per_host: usize,
@@ -103,9 +114,10 @@ pub struct Politeness {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostSettings {
-    /// Requests in flight to one such host.
+    /// Requests in flight to one such host (when it has no delay).
     pub per_host: Option<usize>,
-    /// Minimum time between request starts to one such host, in ms.
+    /// Minimum time from the end of one request to such a host to the start of the next, in
+    /// ms; one request at a time.
     pub delay_ms: Option<u64>,
 }
 
@@ -157,13 +169,26 @@ impl Politeness {
         )
     }
 
-    /// `host`'s per-host limit and the delay between its starts now (config, robots.txt
-    /// Crawl-delay, adaptive back-off): what a shared frontier enforces over every worker.
+    /// `host`'s per-host limit and its delay now (config, robots.txt Crawl-delay, adaptive
+    /// back-off): what a shared frontier enforces over every worker.
     pub fn limits(&mut self, host: &str) -> crate::frontier::HostLimits {
-        let per_host = self.host(host).per_host;
+        self.host(host);
+        let per_host = self.hosts.get(host).map_or(1, |h| self.slots(h));
         crate::frontier::HostLimits {
             per_host,
             delay: self.effective_delay(host),
+        }
+    }
+
+    /// Requests `h` may have in flight: one while it is paced by a delay (or jitter), or
+    /// while its robots.txt is unknown; else its `per_host`.
+    fn slots(&self, h: &Host) -> usize {
+        let paced =
+            !h.delay.max(h.crawl_delay).max(h.adaptive_delay).is_zero() || self.cfg.jitter_ms > 0;
+        if paced || (self.cfg.respect_robots && !h.answered) {
+            1
+        } else {
+            h.per_host
         }
     }
 
@@ -181,7 +206,7 @@ impl Politeness {
         self.hosts.entry(host.to_owned()).or_insert(Host {
             in_flight: 0,
             next_start: None,
-            last_start: None,
+            answered: false,
             blocked_until: None,
             crawl_delay: Duration::ZERO,
             adaptive_delay: Duration::ZERO,
@@ -212,7 +237,7 @@ impl Politeness {
         match self.hosts.get(host) {
             None => true,
             Some(h) => {
-                h.in_flight < h.per_host
+                h.in_flight < self.slots(h)
                     && h.next_start.is_none_or(|t| now >= t)
                     && h.blocked_until.is_none_or(|t| now >= t)
             }
@@ -225,33 +250,40 @@ impl Politeness {
         h.next_start.max(h.blocked_until)
     }
 
-    pub fn started(&mut self, host: &str, now: Instant) {
+    pub fn started(&mut self, host: &str) {
+        self.host(host).in_flight += 1;
+        self.in_flight += 1;
+    }
+
+    /// A request to `host` ended (its answer is in, or it failed): a slot frees, and a paced
+    /// host may start again `delay` (plus jitter) from now.
+    pub fn finished(&mut self, host: &str, fb: Feedback) {
+        let now = Instant::now();
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let adaptive = self.cfg.adaptive;
+        let h = self.host(host);
+        h.in_flight = h.in_flight.saturating_sub(1);
+        h.answered = true;
+        if fb.status.is_some() {
+            h.last_status = fb.status;
+        }
+        if adaptive {
+            Self::adapt(h, fb);
+        }
         let delay = self.effective_delay(host);
         let jitter = if self.cfg.jitter_ms > 0 {
             Duration::from_millis(rand::rng().random_range(0..=self.cfg.jitter_ms))
         } else {
             Duration::ZERO
         };
-        let h = self.host(host);
-        h.in_flight += 1;
-        h.last_start = Some(now);
         if !delay.is_zero() || !jitter.is_zero() {
-            h.next_start = Some(now + delay + jitter);
+            let h = self.host(host);
+            h.next_start = h.next_start.max(Some(now + delay + jitter));
         }
-        self.in_flight += 1;
     }
 
-    pub fn finished(&mut self, host: &str, fb: Feedback) {
-        let adaptive = self.cfg.adaptive;
-        self.in_flight = self.in_flight.saturating_sub(1);
-        let h = self.host(host);
-        h.in_flight = h.in_flight.saturating_sub(1);
-        if fb.status.is_some() {
-            h.last_status = fb.status;
-        }
-        if !adaptive {
-            return;
-        }
+    /// Adaptive mode: back off on 429, 503 or a latency far above the host's usual one.
+    fn adapt(h: &mut Host, fb: Feedback) {
         let ms = fb.latency.as_secs_f64() * 1000.0;
         let baseline = *h.latency_ewma.get_or_insert(ms);
         let overloaded = matches!(fb.status, Some(429) | Some(503)) || ms > baseline * 3.0 + 50.0;
@@ -269,15 +301,10 @@ impl Politeness {
         h.latency_ewma = Some(baseline * 0.8 + ms * 0.2);
     }
 
-    /// robots.txt Crawl-delay for `host`.
-    /// Robots.txt is read by the host's first request, so the delay also applies from that
-    /// request's start.
+    /// robots.txt Crawl-delay for `host`, reported with the end of the request that read
+    /// it (before `finished`, which then waits it out).
     pub fn set_crawl_delay(&mut self, host: &str, delay: Duration) {
-        let h = self.host(host);
-        h.crawl_delay = delay.min(Duration::from_secs(3600));
-        if let Some(last) = h.last_start {
-            h.next_start = h.next_start.max(Some(last + h.crawl_delay));
-        }
+        self.host(host).crawl_delay = delay.min(Duration::from_secs(3600));
     }
 
     /// Blocks the whole host for `wait` (Retry-After, refused connections, DNS failures).
@@ -347,6 +374,57 @@ impl Politeness {
 mod tests {
     use super::*;
 
+    fn ok() -> Feedback {
+        Feedback {
+            latency: Duration::from_millis(1),
+            status: Some(200),
+        }
+    }
+
+    #[test]
+    fn crawl_delay_counts_from_the_end_of_the_request_that_read_it() {
+        let mut p = Politeness::new(PolitenessConfig {
+            per_host: 4,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        assert!(p.can_start("a", now));
+        p.started("a");
+        assert!(
+            !p.can_start("a", now),
+            "robots.txt unknown: the host's first request runs alone"
+        );
+        assert_eq!(p.limits("a").per_host, 1);
+        p.set_crawl_delay("a", Duration::from_millis(300));
+        p.finished("a", ok());
+        let ended = Instant::now();
+        assert!(!p.can_start("a", now + Duration::from_millis(299)));
+        assert!(p.can_start("a", ended + Duration::from_millis(301)));
+        p.started("a");
+        assert!(
+            !p.can_start("a", ended + Duration::from_secs(60)),
+            "Crawl-delay: one request at a time"
+        );
+
+        // Not obeying robots.txt: no wait for the first answer.
+        let mut p = Politeness::new(PolitenessConfig {
+            per_host: 4,
+            respect_robots: false,
+            ..Default::default()
+        });
+        p.started("a");
+        assert!(p.can_start("a", now));
+        // Jitter alone paces a host too.
+        let mut p = Politeness::new(PolitenessConfig {
+            jitter_ms: 50,
+            ..Default::default()
+        });
+        p.started("a");
+        p.finished("a", ok());
+        p.started("a");
+        assert!(!p.can_start("a", Instant::now() + Duration::from_secs(1)));
+    }
+
     #[test]
     fn per_host_and_global_slots() {
         let mut p = Politeness::new(PolitenessConfig {
@@ -355,11 +433,11 @@ mod tests {
             ..Default::default()
         });
         let now = Instant::now();
-        p.started("a", now);
-        p.started("a", now);
+        p.started("a");
+        p.started("a");
         assert!(!p.can_start("a", now));
         assert!(p.can_start("b", now));
-        p.started("b", now);
+        p.started("b");
         assert!(!p.can_start("c", now), "global limit");
         p.finished(
             "a",
@@ -388,20 +466,40 @@ mod tests {
                 delay_ms: None,
             },
         );
+        hosts.insert(
+            "*.fast.org".to_owned(),
+            HostSettings {
+                per_host: Some(2),
+                delay_ms: None,
+            },
+        );
         let mut p = Politeness::new(PolitenessConfig::default()).with_hosts(&hosts)?;
         let now = Instant::now();
-        p.started("a.example.com", now);
-        assert!(
-            !p.can_start("a.example.com", now),
-            "delay_ms = 1000 applies"
-        );
-        assert!(p.can_start("a.example.com", now + Duration::from_millis(1001)));
-        p.started("a.example.com", now + Duration::from_millis(1001));
+        p.started("a.example.com");
         assert!(
             !p.can_start("a.example.com", now + Duration::from_secs(5)),
-            "per_host = 2"
+            "a host with a delay has one request at a time, per_host = 2 notwithstanding"
         );
-        p.started("slow.example.com", now);
+        assert_eq!(p.limits("a.example.com").per_host, 1);
+        p.finished("a.example.com", ok());
+        let ended = Instant::now();
+        assert!(
+            !p.can_start("a.example.com", now + Duration::from_millis(999)),
+            "delay_ms = 1000 applies, from the end of the request"
+        );
+        assert!(p.can_start("a.example.com", ended + Duration::from_millis(1001)));
+        // Without a delay, per_host = 2 once the first answer (robots.txt) is in.
+        p.started("x.fast.org");
+        assert!(
+            !p.can_start("x.fast.org", now),
+            "the first request runs alone"
+        );
+        p.finished("x.fast.org", ok());
+        p.started("x.fast.org");
+        assert!(p.can_start("x.fast.org", Instant::now()));
+        p.started("x.fast.org");
+        assert!(!p.can_start("x.fast.org", Instant::now()), "per_host = 2");
+        p.started("slow.example.com");
         // The most specific rule decides alone: its unset delay is the crawl's, not the glob's.
         assert_eq!(p.limits_for("slow.example.com"), (1, Duration::ZERO));
         assert_eq!(p.limits_for("other.org:8080"), (8, Duration::ZERO));
@@ -427,16 +525,15 @@ mod tests {
             ..Default::default()
         });
         let now = Instant::now();
-        p.started("a", now);
-        p.finished(
-            "a",
-            Feedback {
-                latency: Duration::from_millis(1),
-                status: Some(200),
-            },
+        p.started("a");
+        assert!(
+            !p.can_start("a", now + Duration::from_secs(5)),
+            "one request at a time while it runs, however long"
         );
-        assert!(!p.can_start("a", now + Duration::from_millis(500)));
-        assert!(p.can_start("a", now + Duration::from_millis(1001)));
+        p.finished("a", ok());
+        let ended = Instant::now();
+        assert!(!p.can_start("a", now + Duration::from_millis(999)));
+        assert!(p.can_start("a", ended + Duration::from_millis(1001)));
         p.block("b", Duration::from_secs(60));
         assert!(!p.can_start("b", Instant::now()));
     }
@@ -460,8 +557,7 @@ mod tests {
             adaptive: true,
             ..Default::default()
         });
-        let now = Instant::now();
-        p.started("a", now);
+        p.started("a");
         p.finished(
             "a",
             Feedback {
@@ -471,7 +567,7 @@ mod tests {
         );
         assert!(p.effective_delay("a") >= Duration::from_millis(100));
         for _ in 0..100 {
-            p.started("a", now);
+            p.started("a");
             p.finished(
                 "a",
                 Feedback {

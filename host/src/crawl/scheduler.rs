@@ -362,7 +362,7 @@ impl Scheduler {
                 let Some(lease) = self.frontier.lease_polite(&host, limits)? else {
                     break;
                 };
-                self.start(&host, lease, now);
+                self.start(&host, lease);
             }
             if !self.frontier.has_work(&host) {
                 self.hosts.forget(&host);
@@ -393,8 +393,8 @@ impl Scheduler {
         Ok((more || self.in_flight > 0, next))
     }
 
-    fn start(&mut self, host: &str, lease: Lease, now: Instant) {
-        self.politeness.started(host, now);
+    fn start(&mut self, host: &str, lease: Lease) {
+        self.politeness.started(host);
         self.in_flight += 1;
         let tx = self.done_tx.clone();
         let shared = Arc::clone(&self.shared);

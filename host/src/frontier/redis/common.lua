@@ -152,12 +152,23 @@ local function add_all(i, n, touched)
   return added
 end
 
+-- The calling script's clock (ms, the workers' clock like `next`), when it has one.
+local NOW = nil
+
 -- `n` leases of `worker` on `host` ended: they are no longer in flight on the host, nor in
 -- that worker's share of it.
 local function free_slots(host, worker, n)
   local h = P .. 'h:' .. host
   if redis.call('HINCRBY', h, 'inflight', -n) < 0 then
     redis.call('HSET', h, 'inflight', 0)
+  end
+  -- A paced host's delay runs from the end of its request (politeness.rs says why).
+  if NOW then
+    local v = redis.call('HMGET', h, 'delay', 'next')
+    local d = num(v[1])
+    if d > 0 then
+      redis.call('HSET', h, 'next', string.format('%.0f', math.max(num(v[2]), NOW + d)))
+    end
   end
   if redis.call('HINCRBY', h, 'w:' .. worker, -n) <= 0 then
     redis.call('HDEL', h, 'w:' .. worker)

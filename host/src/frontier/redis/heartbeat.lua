@@ -5,6 +5,7 @@
 -- previous process under the same name). Returns {requeued, {counters as field, value,
 -- ...}, {fingerprints named that the worker no longer holds}}.
 local now, worker, ttl = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+NOW = now
 redis.call('ZADD', P .. 'workers', now, worker)
 redis.call('ZADD', P .. 'alive', now, worker)
 redis.call('HSET', P .. 'w:' .. worker, 'seen', now, 'stats', ARGV[5])

@@ -469,6 +469,7 @@ impl Frontier for RedisFrontier {
                     .arg(worker)
                     .arg(fp.as_slice())
                     .arg(&json)
+                    .arg(now_ms())
                     .invoke(c)
             }
         })?;

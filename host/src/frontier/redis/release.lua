@@ -1,5 +1,6 @@
--- ARGV: prefix, worker, fingerprint, record (with its attempts). Puts a leased URL back in
--- its queue; refused (-1) unless `worker` holds the lease.
+-- ARGV: prefix, worker, fingerprint, record (with its attempts), now (ms). Puts a leased URL
+-- back in its queue; refused (-1) unless `worker` holds the lease.
+NOW = tonumber(ARGV[5])
 local mine = leases_of(ARGV[2])
 local raw = redis.call('HGET', mine, ARGV[3])
 if not raw then

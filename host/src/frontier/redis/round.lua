@@ -11,7 +11,8 @@
 -- counters move. The worker's sink token is stored with the batch.
 --
 -- A lease is decided here, for every worker at once: the host's in-flight count stays under
--- its limit, its next start respects the delay and any back-off, and a worker takes at most
+-- its limit (1 for a host with a delay), its next start is at least the delay after the end
+-- of its last request and after any back-off, and a worker takes at most
 -- its share of the limit (the limit over the live workers, rounded up), so the worker that
 -- finishes a request first does not take every slot.
 --
@@ -38,10 +39,11 @@ local function host_state(host)
   local st = H[host]
   if not st then
     local v = redis.call('HMGET', P .. 'h:' .. host, 'inflight', 'limit', 'next', 'block', 'pages',
-      'w:' .. worker, 'waiter', 'waited')
+      'w:' .. worker, 'waiter', 'waited', 'delay')
     st = {
       inflight = num(v[1]), limit = num(v[2]), next = num(v[3]), block = num(v[4]),
       pages = num(v[5]), held = num(v[6]), waiter = v[7] or '', waited = num(v[8]),
+      delay = num(v[9]),
       freed = 0, dirty = {},
     }
     H[host] = st
@@ -76,6 +78,10 @@ for _ = 1, k do
     set(st, 'inflight', math.max(st.inflight - 1, 0))
     set(st, 'held', math.max(st.held - 1, 0))
     st.freed = st.freed + 1
+    if st.delay > 0 then
+      -- A paced host's delay runs from the end of its request (politeness.rs says why).
+      set(st, 'next', math.max(st.next, now + st.delay))
+    end
     count('leased', -1)
     local sk, sf = seen_key(fp)
     redis.call('HSET', sk, sf, state)
@@ -108,6 +114,9 @@ local function lease_one(host, limit, delay, want)
   local st = host_state(host)
   if st.limit ~= limit then
     set(st, 'limit', limit)
+  end
+  if st.delay ~= delay then
+    set(st, 'delay', delay)
   end
   local pages = string.format('%.0f', st.pages)
   local at = math.max(st.next, st.block)
