@@ -171,21 +171,33 @@ impl Politeness {
 
     /// `host`'s per-host limit and its delay now (config, robots.txt Crawl-delay, adaptive
     /// back-off): what a shared frontier enforces over every worker.
+    ///
+    /// The first-request rule is left out: it is this worker's (`can_start`), since a worker
+    /// that passed a limit of 1 for a host before its own first answer would find that host
+    /// full for as long as another worker keeps a request in flight there.
     pub fn limits(&mut self, host: &str) -> crate::frontier::HostLimits {
-        self.host(host);
-        let per_host = self.hosts.get(host).map_or(1, |h| self.slots(h));
+        let jitter_ms = self.cfg.jitter_ms;
+        let h = self.host(host);
+        let per_host = if Self::paced(h, jitter_ms) {
+            1
+        } else {
+            h.per_host
+        };
         crate::frontier::HostLimits {
             per_host,
             delay: self.effective_delay(host),
         }
     }
 
+    /// Whether `h` waits between requests: then it has one at a time.
+    fn paced(h: &Host, jitter_ms: u64) -> bool {
+        !h.delay.max(h.crawl_delay).max(h.adaptive_delay).is_zero() || jitter_ms > 0
+    }
+
     /// Requests `h` may have in flight: one while it is paced by a delay (or jitter), or
     /// while its robots.txt is unknown; else its `per_host`.
     fn slots(&self, h: &Host) -> usize {
-        let paced =
-            !h.delay.max(h.crawl_delay).max(h.adaptive_delay).is_zero() || self.cfg.jitter_ms > 0;
-        if paced || (self.cfg.respect_robots && !h.answered) {
+        if Self::paced(h, self.cfg.jitter_ms) || (self.cfg.respect_robots && !h.answered) {
             1
         } else {
             h.per_host
@@ -394,7 +406,11 @@ mod tests {
             !p.can_start("a", now),
             "robots.txt unknown: the host's first request runs alone"
         );
-        assert_eq!(p.limits("a").per_host, 1);
+        assert_eq!(
+            p.limits("a").per_host,
+            4,
+            "a shared store gets the host's limit; the first-request rule is this worker's"
+        );
         p.set_crawl_delay("a", Duration::from_millis(300));
         p.finished("a", ok());
         let ended = Instant::now();

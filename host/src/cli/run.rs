@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// Requests in flight per host.
     #[arg(long)]
     per_host: Option<usize>,
-    /// Minimum ms between requests to one host.
+    /// Minimum ms from the end of one request to a host to the start of the next (a host with
+    /// a delay gets one request at a time).
     #[arg(long)]
     delay_ms: Option<u64>,
     /// User-Agent header of every request, robots.txt groups are matched by its product token.
