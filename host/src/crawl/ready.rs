@@ -58,6 +58,20 @@ impl ReadyHosts {
         }
     }
 
+    /// A host to look at now even if it waits for a time: one just given up, whose queued
+    /// URLs fail without a request instead of waiting out its back-off.
+    pub fn wake_now(&mut self, host: &str) {
+        match self.slots.get(host) {
+            Some(Slot::Ready) => {}
+            // Still counted in `scheduled`; its heap entry goes stale.
+            Some(Slot::Waiting(_)) => {
+                self.slots.insert(host.to_owned(), Slot::Ready);
+                self.ready.push_back(host.to_owned());
+            }
+            Some(Slot::Parked) | None => self.wake(host),
+        }
+    }
+
     /// A host one of whose own requests just finished, and which has more work: to the
     /// front of the queue unless it has been there `STREAK` times in a row.
     pub fn wake_hot(&mut self, host: &str) {
@@ -191,6 +205,25 @@ mod tests {
         assert_eq!(r.next_due(), Some(t0 + Duration::from_secs(1)));
         r.promote(t0 + Duration::from_secs(1));
         assert_eq!(r.ready_len(), 9_999);
+    }
+
+    #[test]
+    fn wake_now_skips_a_wait() {
+        let mut r = ReadyHosts::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        r.wake("a");
+        let Some(a) = r.pop() else {
+            panic!("a is ready")
+        };
+        r.wait_until(a, later);
+        r.wake_now("a");
+        assert_eq!(r.pop().as_deref(), Some("a"));
+        assert!(!r.has_scheduled(), "counted once");
+        assert_eq!(r.next_due(), None, "the heap entry went stale");
+        r.wake_now("b");
+        r.wake_now("b");
+        assert_eq!(r.pop().as_deref(), Some("b"));
+        assert_eq!(r.pop(), None);
     }
 
     #[test]

@@ -771,6 +771,8 @@ impl Scheduler {
             );
             tracing::warn!(host, "giving up on this host: {why}");
             self.summary.hosts_given_up.insert(host.to_owned(), why);
+            // Its queued URLs fail at once, whatever back-off the host was waiting out.
+            self.hosts.wake_now(host);
         }
         if let Some(why) = self.summary.hosts_given_up.get(host).cloned() {
             self.record_error(&FailureKind::HostGaveUp, &lease.record.url, &why);
