@@ -91,6 +91,13 @@ struct Host {
     last_status: Option<u16>,
 }
 
+impl Host {
+    /// The wait after each request: config, robots.txt Crawl-delay, adaptive back-off.
+    fn delay_now(&self) -> Duration {
+        self.delay.max(self.crawl_delay).max(self.adaptive_delay)
+    }
+}
+
 /// One host's politeness as the status page shows it.
 #[derive(Debug, Clone, Copy)]
 pub struct HostView {
@@ -191,7 +198,7 @@ impl Politeness {
 
     /// Whether `h` waits between requests: then it has one at a time.
     fn paced(h: &Host, jitter_ms: u64) -> bool {
-        !h.delay.max(h.crawl_delay).max(h.adaptive_delay).is_zero() || jitter_ms > 0
+        !h.delay_now().is_zero() || jitter_ms > 0
     }
 
     /// Requests `h` may have in flight: one while it is paced by a delay (or jitter), or
@@ -270,9 +277,8 @@ impl Politeness {
     /// A request to `host` ended (its answer is in, or it failed): a slot frees, and a paced
     /// host may start again `delay` (plus jitter) from now.
     pub fn finished(&mut self, host: &str, fb: Feedback) {
-        let now = Instant::now();
         self.in_flight = self.in_flight.saturating_sub(1);
-        let adaptive = self.cfg.adaptive;
+        let (adaptive, jitter_ms) = (self.cfg.adaptive, self.cfg.jitter_ms);
         let h = self.host(host);
         h.in_flight = h.in_flight.saturating_sub(1);
         h.answered = true;
@@ -282,15 +288,12 @@ impl Politeness {
         if adaptive {
             Self::adapt(h, fb);
         }
-        let delay = self.effective_delay(host);
-        let jitter = if self.cfg.jitter_ms > 0 {
-            Duration::from_millis(rand::rng().random_range(0..=self.cfg.jitter_ms))
-        } else {
-            Duration::ZERO
-        };
-        if !delay.is_zero() || !jitter.is_zero() {
-            let h = self.host(host);
-            h.next_start = h.next_start.max(Some(now + delay + jitter));
+        // Only a paced host reads the clock: this runs once per page.
+        if Self::paced(h, jitter_ms) {
+            let jitter = Duration::from_millis(rand::rng().random_range(0..=jitter_ms));
+            h.next_start = h
+                .next_start
+                .max(Some(Instant::now() + h.delay_now() + jitter));
         }
     }
 
@@ -376,7 +379,7 @@ impl Politeness {
 
     fn effective_delay(&self, host: &str) -> Duration {
         match self.hosts.get(host) {
-            Some(h) => h.delay.max(h.crawl_delay).max(h.adaptive_delay),
+            Some(h) => h.delay_now(),
             None => self.limits_for(host).1,
         }
     }
